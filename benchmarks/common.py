@@ -1,0 +1,36 @@
+"""Helpers shared by the benchmarks: interleaved timing, medians, and the results table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def moai_command() -> list[str]:
+    exe = shutil.which("moai-tui")
+    return [exe] if exe else [sys.executable, "-m", "moai_tui"]
+
+
+def wall_times(commands: dict[str, list[str]], repeats: int, env: dict | None = None) -> dict:
+    """Run each command `repeats` times, interleaved so drift hits all alike; seconds each."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    full_env = {**os.environ, **(env or {})}
+    for _ in range(repeats):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, env=full_env, check=True)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]

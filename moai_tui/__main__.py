@@ -1,0 +1,3 @@
+from moai_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""A simulated MoAI cluster: nodes of 8 GPUs shared by several users.
+
+Everything is a pure function of (seed, time, the user's job requests): two processes looking at
+the same second see the same numbers, and tests drive the clock. Other users' load is modelled
+per node in periods of 15-60 minutes, each period either idle or running one job on some of the
+node's GPUs, so any moment is computed without replaying history. A job of the user's is placed
+on the nodes that become free first from its submission on (new background work stays off them,
+as a scheduler's reservation would), and waits until the last of them drains.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
+
+MASK64 = (1 << 64) - 1
+GPUS_PER_NODE = 8
+MIB_PER_GPU = 65520
+SIM_TIME_ENV = "MOAI_TUI_SIM_TIME"
+OTHER_USERS = ("kim", "lee", "park", "choi", "jung", "kang", "cho", "yoon", "jang", "lim")
+OTHER_COMMANDS = (
+    "python train.py --config llama3-8b.yaml",
+    "torchrun pretrain_gpt.py --tp 8",
+    "python finetune.py --model qwen2-7b",
+    "python eval_harness.py --tasks mmlu",
+    "deepspeed train_bert.py",
+    "python generate.py --batch 64",
+)
+BACKGROUND_SIZES = (8, 8, 8, 8, 4, 4, 2, 1)
+
+
+def _mix(*parts: int) -> int:
+    """splitmix64 folded over the parts: a cheap, stable hash (Python's hash() is salted)."""
+    h = 0x9E3779B97F4A7C15
+    for part in parts:
+        h = (h ^ (part & MASK64)) * 0xBF58476D1CE4E5B9 & MASK64
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & MASK64
+        h ^= h >> 31
+    return h
+
+
+def _unit(*parts: int) -> float:
+    return _mix(*parts) / 2.0**64
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A job as the simulator runs it: from `start` to `end` on `gpus` GPUs of a node."""
+
+    job_id: int
+    pid: int
+    user: str
+    command: str
+    start: float
+    end: float
+    gpus: int
+
+
+def sim_clock() -> float:
+    """Wall time, or the frozen time in MOAI_TUI_SIM_TIME (tests, reproducible screenshots)."""
+    frozen = os.environ.get(SIM_TIME_ENV)
+    return float(frozen) if frozen else time.time()
+
+
+class SimulatorBackend:
+    name = "simulator"
+    notice: str | None = None
+
+    def __init__(
+        self,
+        seed: int = 0,
+        nodes: int = 64,
+        load: float = 0.7,
+        version_current: str = "24.5.0",
+        version_latest: str = "24.5.0",
+        clock: Callable[[], float] = sim_clock,
+        user: str | None = None,
+    ):
+        self.seed = seed
+        self.node_names = tuple(f"node{n:02d}" for n in range(nodes))
+        self.load = load
+        self.version_current = version_current
+        self.version_latest = version_latest
+        self.clock = clock
+        self.user = user or getpass.getuser()
+        self.host = socket.gethostname()
+
+    # Other users' load -------------------------------------------------------------------
+    def _period(self, node: int, t: float) -> tuple[float, float, int]:
+        """(start, length, number) of the load period of `node` containing t."""
+        length = 900.0 + 2700.0 * _unit(self.seed, node, 1)
+        offset = length * _unit(self.seed, node, 2)
+        number = math.floor((t + offset) / length)
+        return number * length - offset, length, number
+
+    def _background(self, node: int, t: float) -> _Work | None:
+        start, length, number = self._period(node, t)
+        if _unit(self.seed, node, number, 3) >= self.load:
+            return None
+        begin = start + 0.15 * length * _unit(self.seed, node, number, 4)
+        if t < begin:
+            return None
+        key = _mix(self.seed, node, number)
+        return _Work(
+            job_id=100000 + key % 900000,
+            pid=1000 + key % 4000000,
+            user=OTHER_USERS[key % len(OTHER_USERS)],
+            command=OTHER_COMMANDS[(key >> 8) % len(OTHER_COMMANDS)],
+            start=begin,
+            end=start + length,
+            gpus=BACKGROUND_SIZES[(key >> 16) % len(BACKGROUND_SIZES)],
+        )
+
+    def _free_from(self, node: int, t: float, needed: int) -> float:
+        """When `needed` GPUs at the top of `node` are free, counting from t."""
+        work = self._background(node, t)
+        if work is None or work.gpus <= GPUS_PER_NODE - needed:
+            return t
+        return work.end
+
+    # The user's jobs ---------------------------------------------------------------------
+    def _place(self, requests: Sequence[JobRequest]) -> dict[int, tuple[float, tuple[int, ...]]]:
+        """job_id -> (start time, node numbers) for the user's simulated jobs, oldest first."""
+        placed: dict[int, tuple[float, tuple[int, ...]]] = {}
+        taken: set[int] = set()
+        for request in requests:
+            per_node = -(-request.gpus // request.nodes)
+            candidates = [n for n in range(len(self.node_names)) if n not in taken]
+            if len(candidates) < request.nodes or per_node > GPUS_PER_NODE:
+                placed[request.job_id] = (math.inf, ())
+                continue
+            ready = sorted((self._free_from(n, request.submitted, per_node), n) for n in candidates)
+            chosen = ready[: request.nodes]
+            taken.update(n for _, n in chosen)
+            placed[request.job_id] = (max(t for t, _ in chosen), tuple(n for _, n in chosen))
+        return placed
+
+    # Readings ----------------------------------------------------------------------------
+    def _utilization(self, job_id: int, gpu: int, age: float, second: int) -> float:
+        if age < 0:
+            return 0.0
+        if age < 30:  # loading data and compiling: load climbs
+            return 3.0 * age * (0.8 + 0.2 * _unit(job_id, gpu, second))
+        eval_every = 240.0 + 180.0 * _unit(job_id, 11)
+        phase = age % (eval_every * 4)
+        if phase < 40:  # checkpoint: the GPUs wait on storage
+            return 5.0 * _unit(job_id, gpu, second, 1)
+        if (age % eval_every) < 20:  # evaluation: small batches
+            return 20.0 + 15.0 * _unit(job_id, gpu, second, 2)
+        return 91.0 + 9.0 * _unit(job_id, gpu, second, 3)
+
+    def _memory(self, job_id: int, gpu: int, age: float, second: int) -> int:
+        if age < 0:
+            return 0
+        target = (0.55 + 0.35 * _unit(job_id, 12)) * MIB_PER_GPU
+        ramp = 45.0 + 45.0 * _unit(job_id, 13)
+        jitter = 1.0 + 0.004 * (_unit(job_id, gpu, second, 4) - 0.5)
+        return min(MIB_PER_GPU, int(target * min(1.0, age / ramp) * jitter))
+
+    def _gpu(self, node: str, node_no: int, index: int, work: _Work | None, t: float) -> Gpu:
+        second = math.floor(t)
+        warmth = 6.0 * _unit(self.seed, node_no, index, 5)  # airflow differs by slot
+        if work is None:
+            util, mem, lagged = 0.0, 0, 0.0
+        else:
+            age = t - work.start
+            util = self._utilization(work.job_id, index, age, second)
+            mem = self._memory(work.job_id, index, age, second)
+            lagged = self._utilization(work.job_id, index, age - 15, second - 15)
+        heat = 0.6 * lagged + 0.4 * util
+        temp = 31.0 + warmth + 0.55 * heat + _unit(self.seed, node_no, index, second, 6)
+        return Gpu(
+            node=node,
+            index=index,
+            model="MI250 GCD",
+            util=round(util, 1),
+            mem_util=round(util * 0.62, 1),
+            mem_used_mib=mem,
+            mem_total_mib=MIB_PER_GPU,
+            temp_c=round(temp, 1),
+            mem_temp_c=round(temp + 6.0, 1),
+            power_w=round(90.0 + 4.1 * util, 1),
+            job_id=None if work is None else work.job_id,
+        )
+
+    def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
+        t = self.clock()
+        mine = sorted(
+            (r for r in requests if r.kind == "sim"), key=lambda r: (r.submitted, r.job_id)
+        )
+        placed = self._place(mine)
+        owner: dict[tuple[int, int], _Work] = {}
+        reservations: dict[int, tuple[float, int]] = {}  # node -> (since, GPUs kept free at top)
+        jobs: list[Job] = []
+        for request in mine:
+            start, nodes = placed[request.job_id]
+            per_node = -(-request.gpus // request.nodes)
+            work = _Work(
+                request.job_id,
+                request.pid,
+                request.user,
+                request.command,
+                start,
+                math.inf,
+                request.gpus,
+            )
+            locations: list[str] = []
+            remaining = request.gpus
+            for n in nodes:
+                take = min(remaining, per_node)
+                reservations[n] = (request.submitted, take)
+                for index in range(GPUS_PER_NODE - take, GPUS_PER_NODE):
+                    if t >= start:
+                        owner[(n, index)] = work
+                        locations.append(f"{self.node_names[n]}:{index}")
+                remaining -= take
+            jobs.append(
+                Job(
+                    request.job_id,
+                    request.pid,
+                    request.user,
+                    request.command,
+                    request.device,
+                    tuple(locations),
+                    start,
+                    t < start,
+                )
+            )
+        nodes_out: list[Node] = []
+        for n, name in enumerate(self.node_names):
+            work = self._background(n, t)
+            if work is not None and n in reservations:
+                since, kept = reservations[n]
+                # Work that fits beside the reservation runs; colliding work runs only if it
+                # was already running when the reservation was made (the node drains).
+                if work.gpus > GPUS_PER_NODE - kept and work.start >= since:
+                    work = None
+            gpus = []
+            for index in range(GPUS_PER_NODE):
+                holder = owner.get((n, index))
+                if holder is None and work is not None and index < work.gpus:
+                    holder = work
+                gpus.append(self._gpu(name, n, index, holder, t))
+            if work is not None:
+                jobs.append(
+                    Job(
+                        work.job_id,
+                        work.pid,
+                        work.user,
+                        work.command,
+                        None,
+                        tuple(f"{name}:{i}" for i in range(work.gpus)),
+                        work.start,
+                    )
+                )
+            nodes_out.append(Node(name, tuple(gpus)))
+        return ClusterSnapshot(
+            time=t,
+            backend=self.name,
+            user=self.user,
+            nodes=tuple(nodes_out),
+            jobs=tuple(self._with_memory(jobs, nodes_out)),
+            version_current=self.version_current,
+            version_latest=self.version_latest,
+            host=self.host,
+        )
+
+    @staticmethod
+    def _with_memory(jobs: list[Job], nodes: list[Node]) -> list[Job]:
+        gpu_by_location = {g.location: g for node in nodes for g in node.gpus}
+        out = []
+        for job in jobs:
+            used = sum(gpu_by_location[loc].mem_used_mib or 0 for loc in job.gpus)
+            out.append(replace(job, mem_used_mib=used if job.gpus else None))
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,79 @@
+"""Backend `snapshot:FILE`: a saved `moai-tui smi --json`, rendered again exactly.
+
+The file pins the user's devices and flavors as well as the cluster, so a bug report or a test
+shows the same screen on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from moai_tui.codec import DecodeError, snapshot_from_dict
+from moai_tui.errors import UsageError
+from moai_tui.model import ClusterSnapshot, Flavor, JobRequest
+from moai_tui.state import MAX_DEVICES, Device, State
+
+SCHEMA = "moai-tui/smi-1"
+
+
+@dataclass(frozen=True)
+class Pinned:
+    state: State
+    flavors: dict[str, Flavor]
+    snapshot: ClusterSnapshot
+
+
+def pinned_from_dict(data: object) -> Pinned:
+    """Decode a `smi --json` document; raises DecodeError naming the bad field."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise DecodeError(f"not a moai-tui smi --json document (schema must be {SCHEMA!r})")
+    devices, flavors = [], {}
+    entries = data.get("devices")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_DEVICES:
+        raise DecodeError(f"devices: expected a list of 1 to {MAX_DEVICES} devices")
+    for i, entry in enumerate(entries):
+        try:
+            flavor = Flavor(
+                str(entry["flavor"]),
+                int(entry["gpus"]),
+                int(entry["nodes"]),
+                int(entry["mib_per_gpu"]),
+            )
+            devices.append(Device(int(entry["id"]), flavor.name))
+        except (KeyError, TypeError, ValueError) as error:
+            raise DecodeError(f"devices[{i}]: missing or malformed {error}") from None
+        flavors[flavor.name] = flavor
+    current = data.get("current_device")
+    if current not in [d.id for d in devices]:
+        raise DecodeError(f"current_device: {current!r} is not one of the devices")
+    snapshot = snapshot_from_dict(data.get("cluster"), "cluster")
+    return Pinned(State(tuple(devices), current), flavors, snapshot)
+
+
+def load_pinned(path: str) -> Pinned:
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+        return pinned_from_dict(data)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"snapshot file {path}: cannot read it ({error})") from None
+    except (ValueError, RecursionError) as error:  # json's errors and DecodeError
+        raise UsageError(
+            f"snapshot file {path}: not a saved 'moai-tui smi --json' ({error}); save one again"
+        ) from None
+
+
+class SnapshotBackend:
+    name = "snapshot"
+    notice = None
+
+    def __init__(self, path: str):
+        self.pinned = load_pinned(path)
+
+    def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
+        return self.pinned.snapshot
+
+    def close(self) -> None:
+        pass

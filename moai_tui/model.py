@@ -1,0 +1,111 @@
+"""Frozen data shared by every layer: flavors, GPUs, nodes, jobs and one cluster snapshot.
+
+No textual, no I/O: backends produce these, view functions read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    gpus: int
+    nodes: int
+    mib_per_gpu: int
+
+    @property
+    def total_mib(self) -> int:
+        return self.gpus * self.mib_per_gpu
+
+    @property
+    def gpus_per_node(self) -> int:
+        return -(-self.gpus // self.nodes)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One physical GPU. Any reading may be None: the backend could not read it."""
+
+    node: str
+    index: int
+    model: str = ""
+    util: float | None = None
+    mem_util: float | None = None
+    mem_used_mib: int | None = None
+    mem_total_mib: int | None = None
+    temp_c: float | None = None
+    mem_temp_c: float | None = None
+    power_w: float | None = None
+    job_id: int | None = None
+    lost: bool = False
+
+    @property
+    def location(self) -> str:
+        return f"{self.node}:{self.index}"
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    gpus: tuple[Gpu, ...]
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job on the cluster: the user's own (device set) or another user's."""
+
+    job_id: int
+    pid: int
+    user: str
+    command: str
+    device: int | None = None
+    gpus: tuple[str, ...] = ()  # locations "node:index"; empty while waiting
+    started: float = 0.0
+    waiting: bool = False
+    mem_used_mib: int | None = None
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the user's state asks of a backend: a job on one of the user's accelerators.
+
+    Simulated jobs (`sim start`) carry no GPUs: the simulator places them. Jobs launched by
+    `moai-tui run` carry the GPUs they were given.
+    """
+
+    job_id: int
+    pid: int
+    device: int
+    command: str
+    gpus: int
+    nodes: int
+    submitted: float
+    user: str
+    kind: str = "sim"  # "sim" or "run"
+    assigned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    time: float
+    backend: str
+    user: str
+    nodes: tuple[Node, ...]
+    jobs: tuple[Job, ...] = ()
+    platform: str = "Moreh AI Platform"
+    version_current: str = "-"
+    version_latest: str = "-"
+    host: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def gpu_map(self) -> dict[str, Gpu]:
+        return {gpu.location: gpu for node in self.nodes for gpu in node.gpus}
+
+    def job_on_device(self, device: int) -> Job | None:
+        for job in self.jobs:
+            if job.user == self.user and job.device == device:
+                return job
+        return None

@@ -1,0 +1,216 @@
+"""The user's accelerators (devices 0..4), which one is current, and their jobs.
+
+Kept in a TOML file. Every change happens under an exclusive lock and lands with an atomic
+rename, so a reader sees the old file or the new one, never half of one. A file that does not
+parse is reported and left untouched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tomli_w
+import tomllib
+
+from moai_tui.errors import MoaiError, UsageError
+from moai_tui.model import JobRequest
+
+MAX_DEVICES = 5
+VISIBLE_DEVICE_ENV = "MOREH_VISIBLE_DEVICE"
+DEFAULT_FLAVOR = "xLarge.512GB"
+LOCK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    flavor: str
+
+
+@dataclass(frozen=True)
+class State:
+    devices: tuple[Device, ...] = (Device(0, DEFAULT_FLAVOR),)
+    current: int = 0
+    jobs: tuple[JobRequest, ...] = ()
+    theme: str | None = None
+
+    def device(self, device_id: int) -> Device | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def job_on(self, device_id: int) -> JobRequest | None:
+        return next((j for j in self.jobs if j.device == device_id), None)
+
+    def with_flavor(self, device_id: int, flavor: str) -> State:
+        devices = tuple(replace(d, flavor=flavor) if d.id == device_id else d for d in self.devices)
+        return replace(self, devices=devices)
+
+
+def _job_from(entry: dict) -> JobRequest:
+    return JobRequest(
+        job_id=int(entry["job_id"]),
+        pid=int(entry["pid"]),
+        device=int(entry["device"]),
+        command=str(entry["command"]),
+        gpus=int(entry["gpus"]),
+        nodes=int(entry["nodes"]),
+        submitted=float(entry["submitted"]),
+        user=str(entry["user"]),
+        kind=str(entry.get("kind", "sim")),
+        assigned=tuple(str(g) for g in entry.get("assigned", ())),
+    )
+
+
+def parse_state(text: str) -> State:
+    """A State from the file's text; raises ValueError with the reason when it is not valid."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"not valid TOML ({error})") from None
+    if data.get("version") != 1:
+        raise ValueError(f"unknown version {data.get('version')!r} (expected 1)")
+    try:
+        devices = tuple(Device(int(d["id"]), str(d["flavor"])) for d in data["devices"])
+        jobs = tuple(_job_from(j) for j in data.get("jobs", ()))
+        current = int(data["current"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"missing or malformed entry ({error!r})") from None
+    ids = [d.id for d in devices]
+    if not devices or len(devices) > MAX_DEVICES or len(set(ids)) != len(ids):
+        raise ValueError(f"needs 1 to {MAX_DEVICES} devices with distinct ids, has {ids}")
+    if any(not 0 <= i < MAX_DEVICES for i in ids):
+        raise ValueError(f"device ids must be 0-{MAX_DEVICES - 1}, has {ids}")
+    if current not in ids:
+        raise ValueError(f"current device {current} is not one of the devices {ids}")
+    if any(job.device not in ids for job in jobs):
+        raise ValueError("a job names a device that does not exist")
+    theme = data.get("theme")
+    return State(devices, current, jobs, theme if isinstance(theme, str) else None)
+
+
+def dump_state(state: State) -> str:
+    doc: dict = {"version": 1, "current": state.current}
+    if state.theme:
+        doc["theme"] = state.theme
+    doc["devices"] = [{"id": d.id, "flavor": d.flavor} for d in state.devices]
+    doc["jobs"] = [
+        {
+            "job_id": j.job_id,
+            "pid": j.pid,
+            "device": j.device,
+            "command": j.command,
+            "gpus": j.gpus,
+            "nodes": j.nodes,
+            "submitted": j.submitted,
+            "user": j.user,
+            "kind": j.kind,
+            "assigned": list(j.assigned),
+        }
+        for j in state.jobs
+    ]
+    return tomli_w.dumps(doc)
+
+
+class StateStore:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.path = directory / "state.toml"
+        self._lock_path = directory / ".state.lock"
+
+    def load(self) -> State:
+        """Readers need no lock: writers replace the file in one rename."""
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return State()
+        except (OSError, UnicodeDecodeError) as error:
+            raise MoaiError(f"state file {self.path}: cannot read it ({error})") from None
+        try:
+            return parse_state(text)
+        except ValueError as error:
+            raise MoaiError(
+                f"state file {self.path} is invalid: {error}; it was left as it is: "
+                f"move it aside (mv {self.path} {self.path}.bad) to start afresh"
+            ) from None
+
+    def mtime(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns / 1e9
+        except OSError:
+            return None
+
+    @contextmanager
+    def _locked(self):
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise MoaiError(self._write_error(error)) from None
+        try:
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise MoaiError(
+                            f"state file {self.path} is locked by another moai-tui for over "
+                            f"{LOCK_TIMEOUT_S:.0f} s; try again"
+                        ) from None
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write_error(self, error: OSError) -> str:
+        return (
+            f"cannot save state to {self.path}: {error.strerror or error}; nothing was changed "
+            f"(check the directory's permissions and free space, or set MOAI_TUI_CONFIG_DIR)"
+        )
+
+    def _write(self, state: State) -> None:
+        data = dump_state(state).encode("utf-8")
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=self.directory)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except OSError as error:
+            if tmp is not None:
+                with suppress(OSError):
+                    os.unlink(tmp)
+            raise MoaiError(self._write_error(error)) from None
+
+    def update(self, change: Callable[[State], State]) -> State:
+        """Apply change to the newest state under the lock; write only if it changed anything."""
+        with self._locked():
+            before = self.load()
+            after = change(before)
+            if after != before:
+                self._write(after)
+            return after
+
+
+def visible_device(state: State, environ: dict | os._Environ = os.environ) -> int:
+    """The device a command works on: MOREH_VISIBLE_DEVICE if set, else the current one."""
+    raw = environ.get(VISIBLE_DEVICE_ENV)
+    if raw is None or raw == "":
+        return state.current
+    ids = [d.id for d in state.devices]
+    if not raw.strip().isdigit() or int(raw) not in ids:
+        raise UsageError(
+            f"{VISIBLE_DEVICE_ENV}={raw!r} is not one of your devices {ids}; "
+            f"unset it or list devices with 'moai-tui device --list'"
+        )
+    return int(raw)

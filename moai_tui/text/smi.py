@@ -1,0 +1,180 @@
+"""`moai-tui smi`: moreh-smi's tables, byte for byte where the reference pins them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from moai_tui.codec import snapshot_to_dict
+from moai_tui.model import ClusterSnapshot
+from moai_tui.text.table import Column, Table
+from moai_tui.view import ACCELERATOR_NAME, DeviceView, fmt_mib, fmt_number, fmt_percent
+
+DEVICE_COLUMNS = (
+    Column("Device"),
+    # The real tool's Name column is 17 wide with an off-centre header: reproduced as it is.
+    Column("Name", align="center", header_align="center_floor", min_width=17),
+    Column("Model"),
+    Column("Memory Usage"),
+    Column("Total Memory"),
+    Column("Utilization"),
+)
+PROCESS_COLUMNS = (
+    Column("Device", align="right"),
+    Column("Job ID", align="right"),
+    Column("PID", align="right"),
+    Column("Process"),
+    Column("Memory Usage"),
+)
+GPU_COLUMNS = (
+    Column("Dev", align="right"),
+    Column("Location"),
+    *(
+        Column(h, align="center")
+        for h in ("Dev Temp", "Mem Temp", "Dev Util", "Mem Util", "Mem Usage")
+    ),
+)
+
+
+def banner_text(snapshot: ClusterSnapshot) -> str:
+    return f"Current Version: {snapshot.version_current}  Latest Version: {snapshot.version_latest}"
+
+
+def device_cells(view: DeviceView) -> list[str]:
+    return [
+        f"{'*' if view.current else ' '} {view.device}",
+        ACCELERATOR_NAME,
+        view.flavor_name,
+        fmt_mib(view.memory_used_mib),
+        fmt_mib(view.memory_total_mib),
+        fmt_percent(view.utilization),
+    ]
+
+
+def safe_command(command: str) -> str:
+    # Scripts find the current device as the only line holding '*' (awk '/\*/'), and a table
+    # line must stay one line: keep both true whatever a command line contains.
+    return command.replace("*", "\u2217").replace("|", "\u2502").replace("\n", " ")
+
+
+def render_devices(views: Sequence[DeviceView], snapshot: ClusterSnapshot) -> list[str]:
+    table = Table(DEVICE_COLUMNS, [device_cells(v) for v in views])
+    lines = [
+        table.rule(),
+        table.banner(banner_text(snapshot)),
+        table.rule(),
+        table.header(),
+        table.rule("="),
+    ]
+    for view in views:
+        lines += [table.row(device_cells(view)), table.rule()]
+    return lines
+
+
+def render_processes(views: Sequence[DeviceView]) -> list[str]:
+    rows = [
+        [
+            str(v.device),
+            str(v.job.job_id),
+            str(v.job.pid),
+            safe_command(v.job.command),
+            fmt_mib(v.memory_used_mib),
+        ]
+        for v in views
+        if v.job is not None
+    ]
+    if not rows:
+        return []
+    table = Table(PROCESS_COLUMNS, rows)
+    return [
+        "",
+        "Processes:",
+        table.rule(),
+        table.header(),
+        table.rule("="),
+        *(table.row(r) for r in rows),
+        table.rule(),
+    ]
+
+
+def render_smi(views: Sequence[DeviceView], snapshot: ClusterSnapshot) -> str:
+    return "\n".join(render_devices(views, snapshot) + render_processes(views)) + "\n"
+
+
+def render_gpus(view: DeviceView) -> str:
+    """`smi -p`: one row per physical GPU of the device's running job."""
+    rows = []
+    for number, gpu in enumerate(view.gpus):
+        if gpu.lost:
+            rows.append([str(number), gpu.location, "lost", "lost", "lost", "lost", "lost"])
+            continue
+        usage = None
+        if gpu.mem_used_mib is not None and gpu.mem_total_mib:
+            usage = 100.0 * gpu.mem_used_mib / gpu.mem_total_mib
+        rows.append(
+            [
+                str(number),
+                gpu.location,
+                fmt_number(gpu.temp_c, "C"),
+                fmt_number(gpu.mem_temp_c, "C"),
+                fmt_number(gpu.util, "%"),
+                fmt_number(gpu.mem_util, "%"),
+                fmt_number(usage, "%"),
+            ]
+        )
+    table = Table(GPU_COLUMNS, rows)
+    return (
+        "\n".join(
+            [
+                table.rule(),
+                table.header(),
+                table.rule("="),
+                *(table.row(r) for r in rows),
+                table.rule(),
+            ]
+        )
+        + "\n"
+    )
+
+
+def smi_document(views: Sequence[DeviceView], snapshot: ClusterSnapshot, current: int) -> dict:
+    """The `--json` schema (moai-tui/smi-1); `--backend snapshot:FILE` reads it back."""
+    from moai_tui.backends.snapshot import SCHEMA
+
+    devices = []
+    for v in views:
+        flavor = v.flavor
+        devices.append(
+            {
+                "id": v.device,
+                "current": v.current,
+                "name": ACCELERATOR_NAME,
+                "flavor": v.flavor_name,
+                "gpus": flavor.gpus if flavor else None,
+                "nodes": flavor.nodes if flavor else None,
+                "mib_per_gpu": flavor.mib_per_gpu if flavor else None,
+                "memory_used_mib": v.memory_used_mib,
+                "memory_total_mib": v.memory_total_mib,
+                "utilization": None if v.utilization is None else round(v.utilization, 1),
+                "job_id": v.job.job_id if v.job else None,
+            }
+        )
+    processes = [
+        {
+            "device": v.device,
+            "job_id": v.job.job_id,
+            "pid": v.job.pid,
+            "user": v.job.user,
+            "command": v.job.command,
+            "memory_used_mib": v.memory_used_mib,
+            "waiting": v.job.waiting,
+        }
+        for v in views
+        if v.job is not None
+    ]
+    return {
+        "schema": SCHEMA,
+        "current_device": current,
+        "devices": devices,
+        "processes": processes,
+        "cluster": snapshot_to_dict(snapshot),
+    }
