@@ -7,14 +7,17 @@ import getpass
 import json
 import os
 import random
+import signal
 import sys
+from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 from moai_tui import __version__
 from moai_tui.context import Context, refuse_if_in_use
 from moai_tui.errors import MoaiError, RefusedError, ToolMessage, UsageError
 from moai_tui.model import JobRequest
-from moai_tui.state import MAX_DEVICES, Device, State, visible_device
+from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
 
 PROG = "moai-tui"
 BACKEND_HELP = "auto (default), simulator, snapshot:FILE"
@@ -68,6 +71,15 @@ def build_parser() -> ArgumentParser:
         "--switch", nargs="?", const=-1, type=int, metavar="ID", help="make a device current"
     )
 
+    run = sub.add_parser("run", parents=[common], help="run a command on the flavor's GPUs")
+    run.add_argument("--no-wait", action="store_true", help="fail instead of waiting for GPUs")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+
+    rec = sub.add_parser("record", parents=[common], help="record samples as JSON lines")
+    rec.add_argument("--out", required=True, type=Path, help="file to write")
+    rec.add_argument("--seconds", type=float, default=60.0, help="how long (default 60)")
+    rec.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+
     sim = sub.add_parser("sim", help="start or stop simulated jobs on your accelerator")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=ArgumentParser)
     start = sim_sub.add_parser("start", parents=[common], help="start a simulated job")
@@ -95,13 +107,13 @@ def cmd_smi(ctx: Context, args, out) -> int:
 
     if args.reset:
         return release(ctx, None, out)
-    backend = ctx.open_backend()
+    backend = ctx.backend
     pinned = getattr(backend, "pinned", None)
     if pinned is not None:
         state, flavors = pinned.state, pinned.flavors
         current = state.current
     else:
-        state, flavors = ctx.store.load(), ctx.flavors
+        state, flavors = prune_dead_jobs(ctx.store.load()), ctx.flavors
         current = visible_device(state)
     snapshot = backend.sample(state.jobs)
     if args.version:
@@ -129,29 +141,34 @@ def release(ctx: Context, requested: int | None, out) -> int:
     released = []
 
     def stop(state: State) -> State:
+        state = prune_dead_jobs(state)
         device = device_or_visible(state, requested)
         released[:] = [j for j in state.jobs if j.device == device]
-        return State(
-            state.devices,
-            state.current,
-            tuple(j for j in state.jobs if j.device != device),
-            state.theme,
-        )
+        return replace(state, jobs=tuple(j for j in state.jobs if j.device != device))
 
     ctx.store.update(stop)
     if not released:
         raise ToolMessage(RELEASE_NONE)
+    for job in released:
+        if job.kind == "run":  # its launcher sees the exit, cleans up, passes the code on
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(job.pid, signal.SIGTERM)
     out.write(RELEASE_OK + "\n")
     return 0
 
 
 # switch ------------------------------------------------------------------------------------
 def switch_flavor(ctx: Context, flavor_name: str) -> None:
-    """Set the visible device's flavor, refusing while a job holds it. Atomic, locked."""
+    """Set the visible device's flavor, refusing while a job holds it or where it cannot run."""
+    from moai_tui.view import unavailable_reason
 
     def change(state: State) -> State:
+        state = prune_dead_jobs(state)
         device = visible_device(state)
         refuse_if_in_use(state, device)
+        reason = unavailable_reason(ctx.catalog.get(flavor_name), ctx.backend.sample(()))
+        if reason:
+            raise RefusedError(f"{flavor_name} is not available here: it {reason}")
         return state.with_flavor(device, flavor_name)
 
     ctx.store.update(change)
@@ -191,7 +208,7 @@ def cmd_device(ctx: Context, args, out) -> int:
         from moai_tui.view import device_views
 
         state = ctx.store.load()
-        snapshot = ctx.open_backend().sample(state.jobs)
+        snapshot = ctx.backend.sample(state.jobs)
         views = device_views(state.devices, visible_device(state), ctx.flavors, snapshot)
         out.write("\n".join(render_devices(views, snapshot)) + "\n")
         return 0
@@ -303,9 +320,33 @@ def cmd_sim(ctx: Context, args, out) -> int:
     state = ctx.store.update(start)
     job = started[0]
     out.write(f"Job {job.job_id} (PID {job.pid}) submitted on device {job.device}: {job.command}\n")
-    placed = ctx.open_backend().sample(state.jobs).job_on_device(job.device)
+    placed = ctx.backend.sample(state.jobs).job_on_device(job.device)
     if placed is not None and placed.waiting:
         out.write(NO_RESOURCES + "\n")
+    return 0
+
+
+# run, record -------------------------------------------------------------------------------
+def cmd_run(ctx: Context, args, out) -> int:
+    from moai_tui.launcher import run_command
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    return run_command(ctx, argv, wait=not args.no_wait)
+
+
+def cmd_record(ctx: Context, args, out) -> int:
+    from moai_tui.backends.replay import record
+
+    if not args.seconds > 0 or not args.interval > 0:
+        raise UsageError("--seconds and --interval must be positive numbers")
+    try:
+        handle = args.out.open("w", encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
+    with handle:
+        count = record(ctx.backend, lambda: prune_dead_jobs(ctx.store.load()).jobs, handle,
+                       args.seconds, args.interval)
+    out.write(f"Recorded {count} samples of the {ctx.backend.name} backend to {args.out}.\n")
     return 0
 
 
@@ -314,7 +355,14 @@ def run_dashboard(ctx: Context, args) -> int:
     raise UsageError("the dashboard is not built yet: use 'moai-tui smi'")
 
 
-COMMANDS = {"smi": cmd_smi, "switch": cmd_switch, "device": cmd_device, "sim": cmd_sim}
+COMMANDS = {
+    "smi": cmd_smi,
+    "switch": cmd_switch,
+    "device": cmd_device,
+    "sim": cmd_sim,
+    "run": cmd_run,
+    "record": cmd_record,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from moai_tui.catalog import Catalog, load_catalog
 from moai_tui.config import Config, config_dir, load_config
 from moai_tui.errors import ToolMessage
 from moai_tui.model import Flavor
-from moai_tui.state import State, StateStore
+from moai_tui.state import DEFAULT_FLAVOR, State, StateStore
 
 CATALOG_ENV = "MOAI_TUI_CATALOG"
 
@@ -31,26 +31,32 @@ class Context:
 
     @cached_property
     def catalog(self) -> Catalog:
-        path = self.catalog_path or (
-            Path(os.environ[CATALOG_ENV]) if os.environ.get(CATALOG_ENV) else None
-        )
+        """The user's catalog file if any; else, on real GPUs, one derived from them; else MoAI's."""
+        path = self.catalog_path
+        if path is None and os.environ.get(CATALOG_ENV):
+            path = Path(os.environ[CATALOG_ENV])
         path = path or self.config.catalog
         if path is None and (self.directory / "catalog.toml").exists():
             path = self.directory / "catalog.toml"
+        if path is None and hasattr(self.backend, "local_catalog"):
+            return self.backend.local_catalog()
         return load_catalog(path)
 
     @cached_property
+    def backend(self):
+        from moai_tui.backends import open_backend
+
+        return open_backend(self.backend_spec or self.config.backend, self.config)
+
+    @cached_property
     def store(self) -> StateStore:
-        return StateStore(self.directory)
+        """A new user starts on MoAI's xLarge.512GB, or on the catalog's smallest flavor."""
+        names = [f.name for f in self.catalog.flavors]
+        return StateStore(self.directory, DEFAULT_FLAVOR if DEFAULT_FLAVOR in names else names[0])
 
     @property
     def flavors(self) -> dict[str, Flavor]:
         return {f.name: f for f in self.catalog.flavors}
-
-    def open_backend(self):
-        from moai_tui.backends import open_backend
-
-        return open_backend(self.backend_spec or self.config.backend, self.config)
 
 
 def refuse_if_in_use(state: State, device: int) -> None:

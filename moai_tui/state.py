@@ -118,8 +118,9 @@ def dump_state(state: State) -> str:
 
 
 class StateStore:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, default_flavor: str = DEFAULT_FLAVOR):
         self.directory = directory
+        self.default = State(devices=(Device(0, default_flavor),))
         self.path = directory / "state.toml"
         self._lock_path = directory / ".state.lock"
 
@@ -128,7 +129,7 @@ class StateStore:
         try:
             text = self.path.read_text("utf-8")
         except FileNotFoundError:
-            return State()
+            return self.default
         except (OSError, UnicodeDecodeError) as error:
             raise MoaiError(f"state file {self.path}: cannot read it ({error})") from None
         try:
@@ -214,3 +215,26 @@ def visible_device(state: State, environ: dict | os._Environ = os.environ) -> in
             f"unset it or list devices with 'moai-tui device --list'"
         )
     return int(raw)
+
+
+def process_alive(pid: int, since: float) -> bool:
+    """Whether `pid` still runs and is the process started at `since` (not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= since + 2.0
+    except psutil.Error:
+        return False
+
+
+def prune_dead_jobs(state: State) -> State:
+    """Drop `moai-tui run` jobs whose process is gone (a launcher that was killed)."""
+    alive = tuple(j for j in state.jobs if j.kind != "run" or process_alive(j.pid, j.submitted))
+    return state if alive == state.jobs else replace(state, jobs=alive)

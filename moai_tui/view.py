@@ -88,3 +88,15 @@ def fmt_percent(value: float | None) -> str:
 
 def fmt_number(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{round(value)} {unit}"
+
+
+def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
+    """Why the flavor can never run on what the backend has, or None when it can."""
+    nodes = [n for n in snapshot.nodes if n.up]
+    gpus = sum(len(n.gpus) for n in nodes)
+    where = "this machine" if snapshot.backend == "nvml" else "the cluster"
+    if flavor.gpus > gpus:
+        return f"needs {flavor.gpus} GPUs, {where} has {gpus}"
+    if flavor.nodes > len(nodes):
+        return f"needs {flavor.nodes} nodes, {where} has {len(nodes)}"
+    return None

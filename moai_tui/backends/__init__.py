@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from moai_tui.config import Config
-from moai_tui.errors import UsageError
+from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import ClusterSnapshot, JobRequest
 
-NAMES = ("auto", "simulator", "snapshot:FILE")
+NAMES = ("auto", "simulator", "nvml", "replay:FILE[@SPEED]", "snapshot:FILE")
 
 
 class Backend(Protocol):
@@ -24,6 +24,18 @@ class Backend(Protocol):
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
 
     def close(self) -> None: ...
+
+
+def auto_backend(config: Config) -> Backend:
+    """Real GPUs when NVML finds some, else the simulator, saying why."""
+    from moai_tui.backends.nvml import NvmlBackend
+
+    try:
+        return NvmlBackend()
+    except BackendError as error:
+        simulator = simulator_from(config)
+        simulator.notice = f"{error}: showing the simulated MoAI cluster"
+        return simulator
 
 
 def simulator_from(config: Config):
@@ -40,8 +52,18 @@ def simulator_from(config: Config):
 
 def open_backend(spec: str, config: Config) -> Backend:
     kind, _, argument = spec.partition(":")
-    if kind in ("auto", "simulator") and not argument:
+    if kind == "auto" and not argument:
+        return auto_backend(config)
+    if kind == "simulator" and not argument:
         return simulator_from(config)
+    if kind == "nvml" and not argument:
+        from moai_tui.backends.nvml import NvmlBackend
+
+        return NvmlBackend()
+    if kind == "replay" and argument:
+        from moai_tui.backends.replay import ReplayBackend
+
+        return ReplayBackend.from_spec(argument)
     if kind == "snapshot" and argument:
         from moai_tui.backends.snapshot import SnapshotBackend
 

@@ -71,7 +71,6 @@ def sim_clock() -> float:
 
 class SimulatorBackend:
     name = "simulator"
-    notice: str | None = None
 
     def __init__(
         self,
@@ -91,6 +90,7 @@ class SimulatorBackend:
         self.clock = clock
         self.user = user or getpass.getuser()
         self.host = socket.gethostname()
+        self.notice: str | None = None
 
     # Other users' load -------------------------------------------------------------------
     def _period(self, node: int, t: float) -> tuple[float, float, int]:

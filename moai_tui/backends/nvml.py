@@ -1,0 +1,217 @@
+"""Backend `nvml`: this machine's NVIDIA GPUs, read through NVML (nvidia-ml-py's `pynvml`).
+
+Collected in tiers, as the calls' real costs demand: handles and static facts once; utilization,
+memory, temperature and power each tick (about 14 us per GPU on an H200); the process list on a
+slower cadence; PCIe throughput (21 ms a call) never. Any field may be unavailable (NotSupported,
+NoPermission, NotFound): it becomes None and the sample goes on. A GPU that falls off the bus is
+marked lost and the others carry on.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pynvml
+
+from moai_tui.catalog import Catalog
+from moai_tui.errors import BackendError
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
+
+MIB = 1024 * 1024
+PROCESS_INTERVAL_S = 3.0
+# The device is gone: stop asking it. Anything else: that one value is missing.
+_LOST = (pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN)
+
+
+@dataclass
+class _Device:
+    index: int
+    handle: object
+    name: str
+    uuid: str
+    lost: bool = False
+
+
+def _try(call: Callable, *args):
+    """(value, lost): value None when NVML cannot answer this field on this GPU."""
+    try:
+        return call(*args), False
+    except pynvml.NVMLError as error:
+        return None, error.value in _LOST
+
+
+def describe_nvml_error(error: Exception) -> str:
+    if isinstance(error, pynvml.NVMLError_LibraryNotFound):
+        return "NVML library not found (no NVIDIA driver installed)"
+    if isinstance(error, pynvml.NVMLError_DriverNotLoaded):
+        return "NVIDIA driver not loaded"
+    return f"NVML failed: {error}"
+
+
+class NvmlBackend:
+    name = "nvml"
+    notice: str | None = None
+
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 process_interval: float = PROCESS_INTERVAL_S):
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as error:
+            raise BackendError(f"nvml backend: {describe_nvml_error(error)}") from None
+        self.clock = clock
+        self.process_interval = process_interval
+        self.host = socket.gethostname()
+        self.user = getpass.getuser()
+        self.driver = _try(pynvml.nvmlSystemGetDriverVersion)[0] or "-"
+        self.devices: list[_Device] = []
+        count = _try(pynvml.nvmlDeviceGetCount)[0] or 0
+        for index in range(count):
+            handle, lost = _try(pynvml.nvmlDeviceGetHandleByIndex, index)
+            found = handle is not None
+            name = _try(pynvml.nvmlDeviceGetName, handle)[0] if found else None
+            uuid = _try(pynvml.nvmlDeviceGetUUID, handle)[0] if found else None
+            self.devices.append(_Device(index, handle, name or "NVIDIA GPU", uuid or "",
+                                        lost or not found))
+        if not self.devices:
+            pynvml.nvmlShutdown()
+            raise BackendError("nvml backend: the NVIDIA driver reports no GPU")
+        self._processes: dict[int, list] = {}  # GPU index -> NVML process records
+        self._process_info: dict[int, tuple[str, str, int | None]] = {}  # pid -> user, cmd, MiB
+        self._processes_at = -float("inf")
+
+    # Static facts --------------------------------------------------------------------------
+    def memory_total_mib(self) -> int | None:
+        for device in self.devices:
+            info = _try(pynvml.nvmlDeviceGetMemoryInfo, device.handle)[0] if not device.lost else None
+            if info is not None:
+                return info.total // MIB
+        return None
+
+    def local_catalog(self) -> Catalog:
+        """1, 2, 4, 8 ... and all of this machine's GPUs, named after the model and memory."""
+        count = len(self.devices)
+        mib = self.memory_total_mib() or 0
+        model = self.devices[0].name.replace("NVIDIA ", "").replace(" ", "-")
+        sizes = sorted({n for n in (1, 2, 4, 8, 16) if n <= count} | {count})
+        flavors = tuple(
+            Flavor(f"{n}x{model}.{n * mib // 1024}GB", n, 1, mib) for n in sizes
+        )
+        return Catalog(flavors, count, f"(derived from NVML on {self.host})")
+
+    # Per tick ------------------------------------------------------------------------------
+    def _read(self, device: _Device, job_id: int | None) -> Gpu:
+        if device.lost:
+            return Gpu(self.host, device.index, device.name, lost=True)
+        handle = device.handle
+        try:  # the common case in one go: four calls, no per-field bookkeeping
+            util = pynvml.nvmlDeviceGetUtilizationRates(handle)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            temp = pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+            power = pynvml.nvmlDeviceGetPowerUsage(handle)
+        except pynvml.NVMLError:
+            util, lost_u = _try(pynvml.nvmlDeviceGetUtilizationRates, handle)
+            memory, lost_m = _try(pynvml.nvmlDeviceGetMemoryInfo, handle)
+            temp, lost_t = _try(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU)
+            power, lost_p = _try(pynvml.nvmlDeviceGetPowerUsage, handle)
+            if lost_u or lost_m or lost_t or lost_p:
+                device.lost = True
+                return Gpu(self.host, device.index, device.name, lost=True)
+        return Gpu(
+            node=self.host,
+            index=device.index,
+            model=device.name,
+            util=None if util is None else float(util.gpu),
+            mem_util=None if util is None else float(util.memory),
+            mem_used_mib=None if memory is None else memory.used // MIB,
+            mem_total_mib=None if memory is None else memory.total // MIB,
+            temp_c=None if temp is None else float(temp),
+            power_w=None if power is None else power / 1000.0,
+            job_id=job_id,
+        )
+
+    def _refresh_processes(self) -> None:
+        """The slow tier: which processes run on each GPU, who they are, what they hold."""
+        for device in self.devices:
+            if not device.lost:
+                procs = _try(pynvml.nvmlDeviceGetComputeRunningProcesses, device.handle)[0]
+                self._processes[device.index] = list(procs or ())
+        self._describe_processes()
+
+    def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
+        now = self.clock()
+        if now - self._processes_at >= self.process_interval:
+            self._processes_at = now
+            self._refresh_processes()
+        jobs = self._jobs(requests)
+        holder = {loc: job.job_id for job in jobs for loc in job.gpus} if jobs else {}
+        prefix = f"{self.host}:"
+        gpus = tuple(self._read(d, holder.get(prefix + str(d.index))) for d in self.devices)
+        return ClusterSnapshot(
+            time=now,
+            backend=self.name,
+            user=self.user,
+            nodes=(Node(self.host, gpus),),
+            jobs=tuple(jobs),
+            platform="NVIDIA driver",
+            version_current=self.driver,
+            version_latest=self.driver,
+            host=self.host,
+        )
+
+    def _describe_processes(self) -> None:
+        """On the slow cadence only: who runs each process and how much GPU memory it holds."""
+        memory: dict[int, int] = {}
+        for procs in self._processes.values():
+            for proc in procs:
+                used = getattr(proc, "usedGpuMemory", None)
+                if isinstance(used, int):
+                    memory[proc.pid] = memory.get(proc.pid, 0) + used // MIB
+        known = self._process_info
+        self._process_info = {}
+        for procs in self._processes.values():
+            for proc in procs:
+                user, command, _ = known.get(proc.pid) or (*_describe_process(proc.pid), None)
+                self._process_info[proc.pid] = (user, command, memory.get(proc.pid))
+
+    def _jobs(self, requests: Sequence[JobRequest]) -> list[Job]:
+        """The user's `moai-tui run` jobs, then any other process NVML sees on a GPU."""
+        jobs = []
+        ours = set()
+        for request in requests:
+            if request.kind != "run":
+                continue
+            ours.add(request.pid)
+            memory = self._process_info.get(request.pid, (None, None, None))[2]
+            jobs.append(Job(request.job_id, request.pid, request.user, request.command,
+                            request.device, request.assigned, request.submitted,
+                            mem_used_mib=memory))
+        others: dict[int, list[str]] = {}
+        for index, procs in sorted(self._processes.items()):
+            for proc in procs:
+                if proc.pid not in ours:
+                    others.setdefault(proc.pid, []).append(f"{self.host}:{index}")
+        for pid, locations in sorted(others.items()):
+            user, command, memory = self._process_info.get(pid, ("-", f"pid {pid}", None))
+            jobs.append(Job(pid, pid, user, command, None, tuple(locations), mem_used_mib=memory))
+        return jobs
+
+    def close(self) -> None:
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            pass
+
+
+def _describe_process(pid: int) -> tuple[str, str]:
+    """(user, command line) of a local process, '-' where it cannot be read."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.username(), " ".join(process.cmdline()) or process.name()
+    except (psutil.Error, OSError):
+        return "-", f"pid {pid}"

@@ -1,0 +1,158 @@
+"""The NVML backend against the recorded H200/H100 answers, with faults injected."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+from fake_nvml import FakeNvml
+
+from moai_tui.backends.nvml import NvmlBackend
+from moai_tui.cli import main
+from moai_tui.errors import BackendError
+from moai_tui.model import Job
+from moai_tui.state import Device
+from moai_tui.text.smi import render_gpus
+from moai_tui.view import device_views
+
+
+def test_values_as_recorded(monkeypatch):
+    fake = FakeNvml(gpus=1, frame=120).install(monkeypatch)
+    line = fake.trace[120]
+    snapshot = NvmlBackend().sample()
+    gpu = snapshot.nodes[0].gpus[0]
+    assert gpu.model == "NVIDIA H200"
+    assert gpu.util == line["util"]["ok"]["gpu"] and gpu.mem_util == line["util"]["ok"]["memory"]
+    assert gpu.mem_used_mib == line["mem"]["ok"]["used"] // 2**20
+    assert gpu.mem_total_mib == 143771 and gpu.temp_c == line["temp_c"]["ok"]
+    assert gpu.power_w == pytest.approx(line["power_mW"]["ok"] / 1000)
+    assert gpu.mem_temp_c is None  # not read: shown as '-'
+    assert snapshot.version_current == "580.159.04" and snapshot.platform == "NVIDIA driver"
+    assert sorted(j.pid for j in snapshot.jobs) == [439, 440]
+    assert {j.mem_used_mib for j in snapshot.jobs} >= {2048}
+
+
+def test_h100_recording_too(monkeypatch):
+    FakeNvml(model="h100", gpus=2).install(monkeypatch)
+    snapshot = NvmlBackend().sample()
+    assert [g.model for g in snapshot.nodes[0].gpus] == ["NVIDIA H100 80GB HBM3"] * 2
+
+
+def test_unavailable_fields_show_dash(monkeypatch, config_dir):
+    fake = FakeNvml(gpus=1, frame=0).install(monkeypatch)  # "start": no processes yet
+    assert fake.trace[0]["proc_util"]["error"] == "NVMLError_NotFound"
+    snapshot = NvmlBackend().sample()
+    assert snapshot.jobs == ()
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    assert main(["smi", "--backend", "nvml", "--json"]) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["cluster"]["nodes"][0]["gpus"][0]["mem_temp_c"] is None
+
+
+def test_gpu_lost_mid_run_is_marked_and_others_go_on(monkeypatch):
+    fake = FakeNvml(gpus=4).install(monkeypatch)
+    backend = NvmlBackend()
+    assert not any(g.lost for g in backend.sample().nodes[0].gpus)
+    fake.lost.add(2)
+    gpus = backend.sample().nodes[0].gpus
+    assert [g.lost for g in gpus] == [False, False, True, False]
+    assert gpus[3].util is not None and gpus[2].util is None
+    fake.lost.clear()  # once lost, stays lost: NVML handles do not come back
+    assert backend.sample().nodes[0].gpus[2].lost
+
+
+def test_lost_gpu_shown_in_smi_p(monkeypatch):
+    fake = FakeNvml(gpus=2).install(monkeypatch)
+    backend = NvmlBackend()
+    fake.lost.add(1)
+    snapshot = backend.sample()
+    locations = tuple(g.location for g in snapshot.nodes[0].gpus)
+    mine = Job(7, 7, snapshot.user, "python x.py", 0, locations)
+    views = device_views([Device(0, "f")], 0, {}, replace(snapshot, jobs=(mine,)))
+    rows = render_gpus(views[0]).splitlines()[3:5]
+    assert "lost" not in rows[0] and rows[0].count(" %") == 3
+    assert rows[1].split("|")[3:8] == [
+        "    lost    ",
+        "    lost    ",
+        "    lost    ",
+        "    lost    ",
+        "     lost    ",
+    ]
+    assert views[0].utilization == snapshot.nodes[0].gpus[0].util  # the lost GPU is left out
+
+
+def test_driver_gone_is_one_clear_line(monkeypatch, config_dir, capsys):
+    FakeNvml(driver_gone=True).install(monkeypatch)
+    with pytest.raises(BackendError, match="NVIDIA driver not loaded"):
+        NvmlBackend()
+    assert main(["smi", "--backend", "nvml"]) == 1
+    err = capsys.readouterr().err
+    assert err == "moai-tui: nvml backend: NVIDIA driver not loaded\n"
+
+
+def test_auto_falls_back_to_simulator_and_says_so(monkeypatch, config_dir):
+    FakeNvml(driver_gone=True).install(monkeypatch)
+    from moai_tui.backends import open_backend
+    from moai_tui.config import Config
+
+    backend = open_backend("auto", Config())
+    assert backend.name == "simulator"
+    assert backend.notice == (
+        "nvml backend: NVIDIA driver not loaded: showing the simulated MoAI cluster"
+    )
+
+
+def test_no_library_at_all_on_this_machine(config_dir):
+    """CI has no NVIDIA driver: the real pynvml fails to load, and the user is told so."""
+    from conftest import run_cli
+
+    result = run_cli("smi", "--backend", "nvml")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "moai-tui: nvml backend: NVML library not found (no NVIDIA driver installed)\n"
+    )
+    assert run_cli("smi").returncode == 0  # auto: the simulator
+
+
+def test_no_permission_on_processes(monkeypatch):
+    FakeNvml(gpus=2, processes_denied=True).install(monkeypatch)
+    snapshot = NvmlBackend().sample()
+    assert snapshot.jobs == () and all(g.util is not None for g in snapshot.nodes[0].gpus)
+
+
+def test_process_list_on_slow_cadence_only(monkeypatch):
+    fake = FakeNvml(gpus=2).install(monkeypatch)
+    now = [1000.0]
+    backend = NvmlBackend(clock=lambda: now[0], process_interval=3.0)
+    for _ in range(8):  # 8 ticks at 4 Hz = 2 s
+        backend.sample()
+        now[0] += 0.25
+    assert fake.calls["util"] == 16 and fake.calls["procs"] == 2  # once, for 2 GPUs
+    now[0] += 1.0
+    backend.sample()
+    assert fake.calls["procs"] == 4
+
+
+def test_local_catalog_and_bigger_flavors_refused(monkeypatch, config_dir, capsys):
+    FakeNvml(gpus=4).install(monkeypatch)
+    catalog = NvmlBackend().local_catalog()
+    assert [(f.name, f.gpus) for f in catalog.flavors] == [
+        ("1xH200.140GB", 1),
+        ("2xH200.280GB", 2),
+        ("4xH200.561GB", 4),
+    ]
+    assert main(["switch", "--backend", "nvml", "-M", "2xH200.280GB"]) == 0
+    # The MoAI catalog on this 4-GPU machine: larger flavors are not available here.
+    assert main(["switch", "--backend", "nvml", "--catalog", _moai_catalog(), "-M", "8"]) == 1
+    assert "4xLarge.2048GB is not available here: it needs 32 GPUs, this machine has 4" in (
+        capsys.readouterr().err
+    )
+
+
+def _moai_catalog() -> str:
+    from importlib import resources
+
+    return str(resources.files("moai_tui.catalogs").joinpath("moai.toml"))
