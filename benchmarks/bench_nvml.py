@@ -21,9 +21,13 @@ def _floor_once(handles) -> float:
     return time.perf_counter() - start
 
 
-TICK_CALLS = ("nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo",
-              "nvmlDeviceGetTemperature", "nvmlDeviceGetPowerUsage",
-              "nvmlDeviceGetComputeRunningProcesses")
+TICK_CALLS = (
+    "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetMemoryInfo",
+    "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetComputeRunningProcesses",
+)
 
 
 def _instrumented(spent: list[float]) -> dict:
@@ -37,6 +41,7 @@ def _instrumented(spent: list[float]) -> dict:
                 return function(*args)
             finally:
                 spent[0] += time.perf_counter() - start
+
         return call
 
     for name, function in originals.items():
@@ -77,19 +82,46 @@ def run(rounds: int = 400) -> list[dict]:
     tick_us = statistics.median(tick) / count * 1e6
     inside_us = statistics.median(inside) / count * 1e6
     return [
-        {"figure": f"NVML floor per GPU ({count} GPU)", "value": f"{floor_us:.1f} us",
-         "baseline": "", "ratio": "", "target": "", "ok": None},
-        {"figure": "NVML time inside calls per refresh per GPU", "value": f"{inside_us:.1f} us",
-         "baseline": "floor", "ratio": f"{inside_us / floor_us:.2f}x", "target": "<= 1.5x floor",
-         "ok": inside_us / floor_us <= 1.5},
-        {"figure": "nvml backend whole refresh per GPU (with Python)", "value": f"{tick_us:.1f} us",
-         "baseline": "floor", "ratio": f"{tick_us / floor_us:.2f}x", "target": "",
-         "ok": None},
-        {"figure": "nvml per-tick sample p95 (whole)", "value": f"{p95(tick) * 1e3:.3f} ms",
-         "baseline": "", "ratio": "", "target": "< 1 ms", "ok": p95(tick) < 1e-3},
-        {"figure": "nvml refresh with process list (slow cadence)",
-         "value": f"{statistics.median(process_refresh) * 1e3:.3f} ms", "baseline": "",
-         "ratio": "", "target": "off the tick", "ok": None},
+        {
+            "figure": f"NVML floor per GPU ({count} GPU)",
+            "value": f"{floor_us:.1f} us",
+            "baseline": "",
+            "ratio": "",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "figure": "NVML time inside calls per refresh per GPU",
+            "value": f"{inside_us:.1f} us",
+            "baseline": "floor",
+            "ratio": f"{inside_us / floor_us:.2f}x",
+            "target": "<= 1.5x floor",
+            "ok": inside_us / floor_us <= 1.5,
+        },
+        {
+            "figure": "nvml backend whole refresh per GPU (with Python)",
+            "value": f"{tick_us:.1f} us",
+            "baseline": "floor",
+            "ratio": f"{tick_us / floor_us:.2f}x",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "figure": "nvml per-tick sample p95 (whole)",
+            "value": f"{p95(tick) * 1e3:.3f} ms",
+            "baseline": "",
+            "ratio": "",
+            "target": "< 1 ms",
+            "ok": p95(tick) < 1e-3,
+        },
+        {
+            "figure": "nvml refresh with process list (slow cadence)",
+            "value": f"{statistics.median(process_refresh) * 1e3:.3f} ms",
+            "baseline": "",
+            "ratio": "",
+            "target": "off the tick",
+            "ok": None,
+        },
     ]
 
 

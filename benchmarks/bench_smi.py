@@ -29,14 +29,16 @@ def run(repeats: int = 21) -> list[dict]:
         times = wall_times(commands, repeats, env)
     base = median(times["python -c pass"])
     for name, values in times.items():
-        rows.append({
-            "figure": f"one-shot wall: {name}",
-            "value": f"{median(values) * 1000:.1f} ms",
-            "baseline": "python -c pass",
-            "ratio": f"{median(values) / base:.2f}x",
-            "target": "< 150 ms" if name.startswith("moai-tui smi (sim") else "",
-            "ok": median(values) < 0.15 if name.startswith("moai-tui smi (sim") else None,
-        })
+        rows.append(
+            {
+                "figure": f"one-shot wall: {name}",
+                "value": f"{median(values) * 1000:.1f} ms",
+                "baseline": "python -c pass",
+                "ratio": f"{median(values) / base:.2f}x",
+                "target": "< 150 ms" if name.startswith("moai-tui smi (sim") else "",
+                "ok": median(values) < 0.15 if name.startswith("moai-tui smi (sim") else None,
+            }
+        )
     return rows
 
 

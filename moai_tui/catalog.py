@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import tomllib
-
+from moai_tui.compat import tomllib
 from moai_tui.errors import UsageError
 from moai_tui.model import Flavor
 

@@ -7,14 +7,11 @@ import getpass
 import json
 import os
 import random
-import signal
 import sys
-from contextlib import suppress
-from dataclasses import replace
 from pathlib import Path
 
-from moai_tui import __version__
-from moai_tui.context import Context, refuse_if_in_use
+from moai_tui import __version__, actions
+from moai_tui.context import Context
 from moai_tui.errors import MoaiError, RefusedError, ToolMessage, UsageError
 from moai_tui.model import JobRequest
 from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
@@ -24,7 +21,6 @@ BACKEND_HELP = "auto (default), simulator, snapshot:FILE"
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 # Exact messages of the MoAI tools (moreh-cli.md); scripts compare them.
 RELEASE_OK = "Device release success."
-RELEASE_NONE = "Device release failed. (Not running job.)"
 CREATE_OK = "Create device success."
 REMOVE_OK = "Remove device success."
 CURRENT_OK = "Switch Current Device success."
@@ -90,23 +86,15 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def device_or_visible(state: State, requested: int | None) -> int:
-    if requested is None or requested < 0:
-        return visible_device(state)
-    if state.device(requested) is None:
-        raise UsageError(
-            f"device {requested} does not exist: your devices are {[d.id for d in state.devices]}"
-        )
-    return requested
-
-
 # smi ---------------------------------------------------------------------------------------
 def cmd_smi(ctx: Context, args, out) -> int:
     from moai_tui.text.smi import render_gpus, render_smi, smi_document
     from moai_tui.view import device_views
 
     if args.reset:
-        return release(ctx, None, out)
+        actions.release(ctx)
+        out.write(RELEASE_OK + "\n")
+        return 0
     backend = ctx.backend
     pinned = getattr(backend, "pinned", None)
     if pinned is not None:
@@ -137,43 +125,7 @@ def cmd_smi(ctx: Context, args, out) -> int:
     return 0
 
 
-def release(ctx: Context, requested: int | None, out) -> int:
-    released = []
-
-    def stop(state: State) -> State:
-        state = prune_dead_jobs(state)
-        device = device_or_visible(state, requested)
-        released[:] = [j for j in state.jobs if j.device == device]
-        return replace(state, jobs=tuple(j for j in state.jobs if j.device != device))
-
-    ctx.store.update(stop)
-    if not released:
-        raise ToolMessage(RELEASE_NONE)
-    for job in released:
-        if job.kind == "run":  # its launcher sees the exit, cleans up, passes the code on
-            with suppress(ProcessLookupError, PermissionError):
-                os.kill(job.pid, signal.SIGTERM)
-    out.write(RELEASE_OK + "\n")
-    return 0
-
-
 # switch ------------------------------------------------------------------------------------
-def switch_flavor(ctx: Context, flavor_name: str) -> None:
-    """Set the visible device's flavor, refusing while a job holds it or where it cannot run."""
-    from moai_tui.view import unavailable_reason
-
-    def change(state: State) -> State:
-        state = prune_dead_jobs(state)
-        device = visible_device(state)
-        refuse_if_in_use(state, device)
-        reason = unavailable_reason(ctx.catalog.get(flavor_name), ctx.backend.sample(()))
-        if reason:
-            raise RefusedError(f"{flavor_name} is not available here: it {reason}")
-        return state.with_flavor(device, flavor_name)
-
-    ctx.store.update(change)
-
-
 def current_flavor(ctx: Context) -> str:
     state = ctx.store.load()
     return state.device(visible_device(state)).flavor
@@ -186,18 +138,34 @@ def cmd_switch(ctx: Context, args, out) -> int:
     current_flavor(ctx)  # a broken state file or a bad MOREH_VISIBLE_DEVICE fails before any I/O
     if args.model is not None:
         flavor = catalog.resolve(args.model)
-        switch_flavor(ctx, flavor.name)
+        actions.switch_flavor(ctx, flavor.name)
         out.write(SUCCESS.format(name=flavor.name) + "\n")
         return 0
-    interactive = sys.stdin.isatty() and out.isatty()
+    if sys.stdin.isatty() and out.isatty():
+        return switch_with_picker(ctx, out)
     numbered_protocol(
         catalog,
         lambda: current_flavor(ctx),
-        lambda name: switch_flavor(ctx, name),
+        lambda name: actions.switch_flavor(ctx, name),
         sys.stdin,
         out,
-        echo=interactive,
+        echo=sys.stdin.isatty(),
     )
+    return 0
+
+
+def switch_with_picker(ctx: Context, out) -> int:
+    """On a terminal: the picker screen instead of the numbered prompt; 0 on a switch or a
+    cancel, 1 on a refusal (printed after the screen is gone)."""
+    from moai_tui.text.switch import SUCCESS
+    from moai_tui.tui.app import PickerApp
+
+    state = ctx.store.load()
+    device = visible_device(state)
+    chosen = PickerApp(ctx, device, state.device(device).flavor).run()
+    if chosen:
+        actions.switch_flavor(ctx, chosen)
+        out.write(SUCCESS.format(name=chosen) + "\n")
     return 0
 
 
@@ -216,7 +184,7 @@ def cmd_device(ctx: Context, args, out) -> int:
         return add_device(ctx, args.add, out)
     if args.rm is not None:
         return remove_device(ctx, args.rm, out)
-    return make_current(ctx, args.switch, out)
+    return choose_current(ctx, args.switch, out)
 
 
 def add_device(ctx: Context, flavor_text: str, out) -> int:
@@ -242,7 +210,7 @@ def add_device(ctx: Context, flavor_text: str, out) -> int:
 
 def remove_device(ctx: Context, requested: int, out) -> int:
     def remove(state: State) -> State:
-        device = device_or_visible(state, requested)
+        device = actions.existing_device(state, requested)
         if len(state.devices) == 1:
             raise RefusedError(f"cannot remove device {device}: it is your only device")
         if state.job_on(device) is not None:
@@ -258,7 +226,7 @@ def remove_device(ctx: Context, requested: int, out) -> int:
     return 0
 
 
-def make_current(ctx: Context, requested: int, out) -> int:
+def choose_current(ctx: Context, requested: int, out) -> int:
     if requested < 0:
         state = ctx.store.load()
         out.write(f"Devices: {', '.join(str(d.id) for d in state.devices)}\nDevice ID: ")
@@ -267,16 +235,7 @@ def make_current(ctx: Context, requested: int, out) -> int:
         if not line.isdigit():
             raise UsageError(f"invalid device id {line!r}: type one of the numbers listed")
         requested = int(line)
-
-    def change(state: State) -> State:
-        if state.device(requested) is None:
-            raise UsageError(
-                f"device {requested} does not exist: your devices are "
-                f"{[d.id for d in state.devices]}"
-            )
-        return State(state.devices, requested, state.jobs, state.theme)
-
-    ctx.store.update(change)
+    actions.make_current(ctx, requested)
     out.write(CURRENT_OK + "\n")
     return 0
 
@@ -284,14 +243,16 @@ def make_current(ctx: Context, requested: int, out) -> int:
 # sim ---------------------------------------------------------------------------------------
 def cmd_sim(ctx: Context, args, out) -> int:
     if args.sim_command == "stop":
-        return release(ctx, args.device, out)
+        actions.release(ctx, args.device)
+        out.write(RELEASE_OK + "\n")
+        return 0
     from moai_tui.backends.simulator import sim_clock
 
     rng = random.SystemRandom()
     started: list[JobRequest] = []
 
     def start(state: State) -> State:
-        device = device_or_visible(state, args.device)
+        device = actions.existing_device(state, args.device)
         holder = state.job_on(device)
         if holder is not None:
             raise RefusedError(
@@ -344,15 +305,22 @@ def cmd_record(ctx: Context, args, out) -> int:
     except OSError as error:
         raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
     with handle:
-        count = record(ctx.backend, lambda: prune_dead_jobs(ctx.store.load()).jobs, handle,
-                       args.seconds, args.interval)
+        count = record(
+            ctx.backend,
+            lambda: prune_dead_jobs(ctx.store.load()).jobs,
+            handle,
+            args.seconds,
+            args.interval,
+        )
     out.write(f"Recorded {count} samples of the {ctx.backend.name} backend to {args.out}.\n")
     return 0
 
 
 # entry -------------------------------------------------------------------------------------
 def run_dashboard(ctx: Context, args) -> int:
-    raise UsageError("the dashboard is not built yet: use 'moai-tui smi'")
+    from moai_tui.tui.app import run_dashboard as run_app
+
+    return run_app(ctx, args.interval, args.theme)
 
 
 COMMANDS = {

@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
+from moai_tui.compat import tomllib
 from moai_tui.errors import UsageError
 
 CONFIG_DIR_ENV = "MOAI_TUI_CONFIG_DIR"

@@ -9,9 +9,8 @@ from pathlib import Path
 
 from moai_tui.catalog import Catalog, load_catalog
 from moai_tui.config import Config, config_dir, load_config
-from moai_tui.errors import ToolMessage
 from moai_tui.model import Flavor
-from moai_tui.state import DEFAULT_FLAVOR, State, StateStore
+from moai_tui.state import DEFAULT_FLAVOR, StateStore
 
 CATALOG_ENV = "MOAI_TUI_CATALOG"
 
@@ -57,11 +56,3 @@ class Context:
     @property
     def flavors(self) -> dict[str, Flavor]:
         return {f.name: f for f in self.catalog.flavors}
-
-
-def refuse_if_in_use(state: State, device: int) -> None:
-    """Refuse (with moreh-switch-model's message) while a job holds the device."""
-    if state.job_on(device) is not None:
-        from moai_tui.text.switch import IN_USE
-
-        raise ToolMessage(IN_USE)

@@ -21,10 +21,14 @@ from moai_tui.errors import MoaiError, RefusedError, UsageError
 from moai_tui.model import JobRequest
 from moai_tui.state import State, prune_dead_jobs, visible_device
 
-BUSY = ("Two or more processes cannot use MoAI Accelerator at the same time. "
-        "The program will resume automatically after the process {pid} terminates...")
-NO_RESOURCES = ("Not enough resources are currently available. "
-                "The program will resume automatically when resources become available...")
+BUSY = (
+    "Two or more processes cannot use MoAI Accelerator at the same time. "
+    "The program will resume automatically after the process {pid} terminates..."
+)
+NO_RESOURCES = (
+    "Not enough resources are currently available. "
+    "The program will resume automatically when resources become available..."
+)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RETRY_S = 1.0
 
@@ -62,8 +66,18 @@ def _reserve(ctx: Context, job_id: int, command: str) -> JobRequest:
             raise _Wait(NO_RESOURCES)
         free.sort(key=lambda g: (g.util or 0.0, g.mem_used_mib or 0, g.index))
         chosen = sorted(free[: flavor.gpus], key=lambda g: g.index)
-        job = JobRequest(job_id, os.getpid(), device, command, flavor.gpus, 1, time.time(),
-                         getpass.getuser(), "run", tuple(g.location for g in chosen))
+        job = JobRequest(
+            job_id,
+            os.getpid(),
+            device,
+            command,
+            flavor.gpus,
+            1,
+            time.time(),
+            getpass.getuser(),
+            "run",
+            tuple(g.location for g in chosen),
+        )
         reserved.append(job)
         return replace(state, jobs=(*state.jobs, job))
 
@@ -84,7 +98,9 @@ def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
             f"{ctx.backend.name} backend has none here; on the simulator use 'moai-tui sim start'"
         )
     taken = {j.job_id for j in ctx.store.load().jobs}
-    job_id = random.SystemRandom().choice([n for n in range(100000, 1000000, 7919) if n not in taken])
+    job_id = random.SystemRandom().choice(
+        [n for n in range(100000, 1000000, 7919) if n not in taken]
+    )
     command = " ".join(argv)
     said = None
     while True:
@@ -106,8 +122,12 @@ def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
 
 def _supervise(ctx: Context, job: JobRequest, argv: list[str]) -> int:
     indices = [loc.rsplit(":", 1)[1] for loc in job.assigned]
-    env = {**os.environ, "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-           "CUDA_VISIBLE_DEVICES": ",".join(indices), "MOAI_TUI_JOB_ID": str(job.job_id)}
+    env = {
+        **os.environ,
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": ",".join(indices),
+        "MOAI_TUI_JOB_ID": str(job.job_id),
+    }
     try:
         child = subprocess.Popen(argv, env=env)  # a list, never a shell
     except OSError as error:
@@ -115,10 +135,16 @@ def _supervise(ctx: Context, job: JobRequest, argv: list[str]) -> int:
         return 127
     # Record the child's pid: smi shows it, `smi -r` signals it, and a killed launcher's
     # entry stays only while the child still holds the GPUs.
-    ctx.store.update(lambda s: replace(s, jobs=tuple(
-        replace(j, pid=child.pid) if j.job_id == job.job_id else j for j in s.jobs)))
-    previous = {sig: signal.signal(sig, lambda number, _frame: child.send_signal(number))
-                for sig in FORWARDED}
+    ctx.store.update(
+        lambda s: replace(
+            s,
+            jobs=tuple(replace(j, pid=child.pid) if j.job_id == job.job_id else j for j in s.jobs),
+        )
+    )
+    previous = {
+        sig: signal.signal(sig, lambda number, _frame: child.send_signal(number))
+        for sig in FORWARDED
+    }
     try:
         code = child.wait()
     except MoaiError:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tomli_w
-import tomllib
 
+from moai_tui.compat import tomllib
 from moai_tui.errors import MoaiError, UsageError
 from moai_tui.model import JobRequest
 

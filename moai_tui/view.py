@@ -100,3 +100,59 @@ def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
     if flavor.nodes > len(nodes):
         return f"needs {flavor.nodes} nodes, {where} has {len(nodes)}"
     return None
+
+
+def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
+    """Whether enough nodes have enough free GPUs for the flavor at this moment."""
+    per_node = flavor.gpus_per_node
+    ready = sum(
+        1
+        for node in snapshot.nodes
+        if node.up and sum(1 for g in node.gpus if g.job_id is None and not g.lost) >= per_node
+    )
+    return ready >= flavor.nodes
+
+
+SPARKS = " ▁▂▃▄▅▆▇█"
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """The last `width` values on a fixed 0..100 scale (never auto-scaled); None is blank."""
+    shown = list(values)[-width:]
+    cells = []
+    for value in shown:
+        if value is None:
+            cells.append(" ")
+        else:
+            level = max(0.0, min(100.0, value)) / 100.0
+            cells.append(SPARKS[max(1, round(level * 8))])
+    return "".join(cells).rjust(width)
+
+
+def bar(percent: float | None, width: int) -> str:
+    """A horizontal bar of `width` cells, eighths of a cell resolved."""
+    if percent is None:
+        return "-".center(width)
+    eighths = round(max(0.0, min(100.0, percent)) / 100.0 * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours >= 24:
+        return f"{hours // 24}d{hours % 24:02d}h"
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def fmt_bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    for unit in ("B", "K", "M", "G", "T"):
+        if count < 1024 or unit == "T":
+            return f"{count:.0f}{unit}" if unit == "B" else f"{count:.1f}{unit}"
+        count /= 1024
+    return "-"

@@ -98,7 +98,9 @@ class FakeNvml:
             # The recording stored process objects as repr() strings: rebuild the two it
             # describes (the job, pid from proc_util, and the 2 GiB holder beside it).
             used = line["mem_v2"]["ok"]["used"]
-            job = SimpleNamespace(pid=439 + 1000 * handle, usedGpuMemory=max(0, used - HOLDER_BYTES))
+            job = SimpleNamespace(
+                pid=439 + 1000 * handle, usedGpuMemory=max(0, used - HOLDER_BYTES)
+            )
             holder = SimpleNamespace(pid=440 + 1000 * handle, usedGpuMemory=HOLDER_BYTES)
             return [job, holder][: len(recorded)]
 

@@ -37,8 +37,17 @@ def test_speed_makes_it_faster():
 
 def test_record_then_replay_round_trip(config_dir, tmp_path):
     out = tmp_path / "rec.jsonl"
-    result = run_cli("record", "--backend", "simulator", "--out", str(out), "--seconds", "0.3",
-                     "--interval", "0.1")
+    result = run_cli(
+        "record",
+        "--backend",
+        "simulator",
+        "--out",
+        str(out),
+        "--seconds",
+        "0.3",
+        "--interval",
+        "0.1",
+    )
     assert result.returncode == 0 and "Recorded" in result.stdout
     lines = out.read_text().splitlines()
     assert 3 <= len(lines) <= 5
@@ -63,4 +72,3 @@ def test_bad_recordings_are_one_line_errors(config_dir, tmp_path):
         assert result.stderr.count("\n") == 1
     bad_speed = run_cli("smi", "--backend", f"replay:{TRACE}@fast")
     assert bad_speed.returncode == 2 and "replay speed 'fast'" in bad_speed.stderr
-

@@ -20,8 +20,13 @@ GPUS = "4"
 
 def moai(*args: str, **kwargs) -> subprocess.Popen:
     """`moai-tui ARGS` with the fake NVML, as a real process."""
-    return subprocess.Popen([sys.executable, str(HERE / "fake_nvml_main.py"), GPUS, "--", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "fake_nvml_main.py"), GPUS, "--", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def moai_done(*args: str) -> subprocess.CompletedProcess:
@@ -32,9 +37,11 @@ def moai_done(*args: str) -> subprocess.CompletedProcess:
 
 def child_script(report: Path, seconds: float) -> list[str]:
     """A child that reports its environment and pid, then sleeps."""
-    code = (f"import os, json, time; json.dump({{'cvd': os.environ['CUDA_VISIBLE_DEVICES'], "
-            f"'pid': os.getpid(), 'job': os.environ['MOAI_TUI_JOB_ID']}}, "
-            f"open({str(report)!r}, 'w')); time.sleep({seconds})")
+    code = (
+        f"import os, json, time; json.dump({{'cvd': os.environ['CUDA_VISIBLE_DEVICES'], "
+        f"'pid': os.getpid(), 'job': os.environ['MOAI_TUI_JOB_ID']}}, "
+        f"open({str(report)!r}, 'w')); time.sleep({seconds})"
+    )
     return [sys.executable, "-c", code]
 
 
@@ -61,13 +68,21 @@ def test_two_concurrent_runs_get_disjoint_gpus(config_dir, tmp_path):
     assert moai_done("device", "--add").returncode == 0
     reports = [tmp_path / "a.json", tmp_path / "b.json"]
     first = moai("run", "--", *child_script(reports[0], 30))
-    second = moai("run", "--", *child_script(reports[1], 30),
-                  env={**os.environ, "MOREH_VISIBLE_DEVICE": "1"})
+    second = moai(
+        "run", "--", *child_script(reports[1], 30), env={**os.environ, "MOREH_VISIBLE_DEVICE": "1"}
+    )
     a, b = read_report(reports[0]), read_report(reports[1])
     gpus_a, gpus_b = set(a["cvd"].split(",")), set(b["cvd"].split(","))
     assert len(gpus_a) == 2 and len(gpus_b) == 2 and not gpus_a & gpus_b
-    recorded = {j.pid: j for j in wait_for(lambda: len({j.pid for j in jobs(config_dir)} &
-                                                        {a["pid"], b["pid"]}) == 2 and jobs(config_dir))}
+    recorded = {
+        j.pid: j
+        for j in wait_for(
+            lambda: (
+                len({j.pid for j in jobs(config_dir)} & {a["pid"], b["pid"]}) == 2
+                and jobs(config_dir)
+            )
+        )
+    }
     assert {recorded[a["pid"]].device, recorded[b["pid"]].device} == {0, 1}
     # Least loaded first: the fake's GPU 3 is idle and GPU 1 nearly so; 0 and 2 run at 100 %.
     # Whichever launcher took the lock first got those two.
@@ -97,9 +112,15 @@ def test_child_killed_with_sigkill_cleans_state(config_dir, tmp_path):
 
 def test_exit_code_passed_through_and_no_shell(config_dir, tmp_path):
     marker = tmp_path / "should-not-exist"
-    result = moai_done("run", "--", sys.executable, "-c",
-                       "import sys; print(sys.argv[1:]); raise SystemExit(7)",
-                       f"; touch {marker}", "$HOME")
+    result = moai_done(
+        "run",
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; print(sys.argv[1:]); raise SystemExit(7)",
+        f"; touch {marker}",
+        "$HOME",
+    )
     assert result.returncode == 7
     assert result.stdout.strip() == repr([f"; touch {marker}", "$HOME"])
     assert not marker.exists()

@@ -56,8 +56,9 @@ class NvmlBackend:
     name = "nvml"
     notice: str | None = None
 
-    def __init__(self, clock: Callable[[], float] = time.time,
-                 process_interval: float = PROCESS_INTERVAL_S):
+    def __init__(
+        self, clock: Callable[[], float] = time.time, process_interval: float = PROCESS_INTERVAL_S
+    ):
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as error:
@@ -74,8 +75,9 @@ class NvmlBackend:
             found = handle is not None
             name = _try(pynvml.nvmlDeviceGetName, handle)[0] if found else None
             uuid = _try(pynvml.nvmlDeviceGetUUID, handle)[0] if found else None
-            self.devices.append(_Device(index, handle, name or "NVIDIA GPU", uuid or "",
-                                        lost or not found))
+            self.devices.append(
+                _Device(index, handle, name or "NVIDIA GPU", uuid or "", lost or not found)
+            )
         if not self.devices:
             pynvml.nvmlShutdown()
             raise BackendError("nvml backend: the NVIDIA driver reports no GPU")
@@ -86,7 +88,9 @@ class NvmlBackend:
     # Static facts --------------------------------------------------------------------------
     def memory_total_mib(self) -> int | None:
         for device in self.devices:
-            info = _try(pynvml.nvmlDeviceGetMemoryInfo, device.handle)[0] if not device.lost else None
+            info = (
+                _try(pynvml.nvmlDeviceGetMemoryInfo, device.handle)[0] if not device.lost else None
+            )
             if info is not None:
                 return info.total // MIB
         return None
@@ -97,9 +101,7 @@ class NvmlBackend:
         mib = self.memory_total_mib() or 0
         model = self.devices[0].name.replace("NVIDIA ", "").replace(" ", "-")
         sizes = sorted({n for n in (1, 2, 4, 8, 16) if n <= count} | {count})
-        flavors = tuple(
-            Flavor(f"{n}x{model}.{n * mib // 1024}GB", n, 1, mib) for n in sizes
-        )
+        flavors = tuple(Flavor(f"{n}x{model}.{n * mib // 1024}GB", n, 1, mib) for n in sizes)
         return Catalog(flavors, count, f"(derived from NVML on {self.host})")
 
     # Per tick ------------------------------------------------------------------------------
@@ -115,7 +117,9 @@ class NvmlBackend:
         except pynvml.NVMLError:
             util, lost_u = _try(pynvml.nvmlDeviceGetUtilizationRates, handle)
             memory, lost_m = _try(pynvml.nvmlDeviceGetMemoryInfo, handle)
-            temp, lost_t = _try(pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU)
+            temp, lost_t = _try(
+                pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU
+            )
             power, lost_p = _try(pynvml.nvmlDeviceGetPowerUsage, handle)
             if lost_u or lost_m or lost_t or lost_p:
                 device.lost = True
@@ -186,9 +190,18 @@ class NvmlBackend:
                 continue
             ours.add(request.pid)
             memory = self._process_info.get(request.pid, (None, None, None))[2]
-            jobs.append(Job(request.job_id, request.pid, request.user, request.command,
-                            request.device, request.assigned, request.submitted,
-                            mem_used_mib=memory))
+            jobs.append(
+                Job(
+                    request.job_id,
+                    request.pid,
+                    request.user,
+                    request.command,
+                    request.device,
+                    request.assigned,
+                    request.submitted,
+                    mem_used_mib=memory,
+                )
+            )
         others: dict[int, list[str]] = {}
         for index, procs in sorted(self._processes.items()):
             for proc in procs:

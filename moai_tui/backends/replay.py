@@ -20,8 +20,14 @@ from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
 MIB = 1024 * 1024
 
 
-def record(backend, requests: Callable[[], Sequence[JobRequest]], out: TextIO, seconds: float,
-           interval: float, sleep: Callable[[float], None] = time.sleep) -> int:
+def record(
+    backend,
+    requests: Callable[[], Sequence[JobRequest]],
+    out: TextIO,
+    seconds: float,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Write one line per sample for `seconds`; returns the number of samples written."""
     written = 0
     deadline = time.monotonic() + seconds
@@ -67,17 +73,35 @@ def nvml_trace_frame(line: dict, static: dict, host: str) -> ClusterSnapshot:
         # Some recorders wrote process objects as their repr(); the per-process utilization
         # samples still name the pids (without memory).
         samples = _ok(line.get("proc_util")) or []
-        records = [{"pid": p["pid"]} for p in samples if isinstance(p, dict)
-                   and isinstance(p.get("pid"), int)]
+        records = [
+            {"pid": p["pid"]}
+            for p in samples
+            if isinstance(p, dict) and isinstance(p.get("pid"), int)
+        ]
     jobs = tuple(
-        Job(p["pid"], p["pid"], "-", f"pid {p['pid']}", None, (gpu.location,),
-            mem_used_mib=_mib(p.get("usedGpuMemory")))
+        Job(
+            p["pid"],
+            p["pid"],
+            "-",
+            f"pid {p['pid']}",
+            None,
+            (gpu.location,),
+            mem_used_mib=_mib(p.get("usedGpuMemory")),
+        )
         for p in records
     )
     driver = str(_ok(static.get("driver")) or "-")
-    return ClusterSnapshot(time=float(line.get("t", 0.0)), backend="replay", user="-",
-                           nodes=(Node(host, (gpu,)),), jobs=jobs, platform="NVIDIA driver",
-                           version_current=driver, version_latest=driver, host=host)
+    return ClusterSnapshot(
+        time=float(line.get("t", 0.0)),
+        backend="replay",
+        user="-",
+        nodes=(Node(host, (gpu,)),),
+        jobs=jobs,
+        platform="NVIDIA driver",
+        version_current=driver,
+        version_latest=driver,
+        host=host,
+    )
 
 
 def _mib(value: object) -> int | None:
@@ -131,8 +155,12 @@ class ReplayBackend:
     name = "replay"
     notice: str | None = None
 
-    def __init__(self, frames: list[ClusterSnapshot], speed: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        frames: list[ClusterSnapshot],
+        speed: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.frames = frames
         self.speed = speed
         self.clock = clock

@@ -26,8 +26,12 @@ pytestmark = pytest.mark.skipif(not driver_present(), reason="no NVIDIA driver o
 
 
 def nvidia_smi(query: str) -> list[list[str]]:
-    out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [[c.strip() for c in line.split(",")] for line in out.strip().splitlines()]
 
 
@@ -70,8 +74,11 @@ TORCH_JOB = (
 def test_run_a_real_cuda_job_and_see_it(config_dir):
     """A real PyTorch job through `moai-tui run`: its GPU, its memory, its pid in smi."""
     pytest.importorskip("torch")
-    launcher = subprocess.Popen(["moai-tui", "run", "--backend", "nvml", "--", sys.executable,
-                                 "-c", TORCH_JOB], stdout=subprocess.PIPE, text=True)
+    launcher = subprocess.Popen(
+        ["moai-tui", "run", "--backend", "nvml", "--", sys.executable, "-c", TORCH_JOB],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     visible, pid = launcher.stdout.readline().split()
     assert visible == "0"
     seen = None

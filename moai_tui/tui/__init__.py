@@ -1,0 +1,1 @@
+"""The Textual dashboard. Only `moai-tui` (no subcommand) and the terminal picker import this."""

@@ -1,0 +1,547 @@
+"""`moai-tui`: the live dashboard of the user's accelerator, its nodes, GPUs, jobs and history.
+
+The backend is sampled in a thread worker, one sample in flight at a time; the next one is
+scheduled only when the last has landed. The result reaches the widgets as a message (a newer
+one replaces an unhandled older one), and each widget repaints only what changed. A backend that
+raises or hangs leaves the last good data on screen, marked stale, with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Static
+
+from moai_tui import actions
+from moai_tui.context import Context
+from moai_tui.errors import MoaiError, UsageError
+from moai_tui.model import ClusterSnapshot
+from moai_tui.state import State, prune_dead_jobs
+from moai_tui.text.smi import safe_command
+from moai_tui.text.switch import SUCCESS
+from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
+from moai_tui.tui.themes import DEFAULT_THEME, load_themes
+from moai_tui.tui.widgets import DevicesTable, GpuMap, HeaderBar, History, SidePanel, load_style
+from moai_tui.view import (
+    DeviceView,
+    device_views,
+    fmt_bytes,
+    fmt_duration,
+    fmt_mib,
+    fmt_percent,
+    sparkline,
+)
+
+MIN_INTERVAL = 0.25
+MIN_SIZE = (60, 15)
+JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
+
+
+@dataclass(frozen=True)
+class Sample:
+    snapshot: ClusterSnapshot
+    state: State
+    views: tuple[DeviceView, ...]
+    host_cpu: float | None = None
+    host_mem: float | None = None
+    processes: dict = field(default_factory=dict)  # pid -> (cpu %, rss bytes), local only
+    took: float = 0.0
+
+
+class Sampled(Message):
+    def __init__(self, sample: Sample | None, error: str | None = None):
+        super().__init__()
+        self.sample = sample
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Sampled)
+
+
+class HostProbe:
+    """The host's CPU and memory and local processes' CPU% / RSS, via psutil (in the worker)."""
+
+    def __init__(self):
+        import psutil
+
+        self.psutil = psutil
+        self.processes: dict[int, object] = {}
+        psutil.cpu_percent(None)
+
+    def host(self) -> tuple[float, float]:
+        return self.psutil.cpu_percent(None), self.psutil.virtual_memory().percent
+
+    def process(self, pid: int) -> tuple[float, int] | None:
+        process = self.processes.get(pid)
+        try:
+            if process is None:
+                process = self.processes[pid] = self.psutil.Process(pid)
+                process.cpu_percent(None)  # the first reading primes the counter
+            with process.oneshot():
+                return process.cpu_percent(None), process.memory_info().rss
+        except self.psutil.Error:
+            self.processes.pop(pid, None)
+            return None
+
+
+class MoaiApp(App[int]):
+    TITLE = "moai-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "quit"),
+        Binding("f", "flavors", "flavor"),
+        Binding("d", "choose_device", "use device"),
+        Binding("p", "pause", "pause"),
+        Binding("plus,equals_sign", "interval(2.0)", "interval", key_display="+"),
+        Binding("minus", "interval(0.5)", "interval", key_display="-"),
+        Binding("t", "next_theme", "theme"),
+        Binding("r", "reset", "reset"),
+        Binding("question_mark", "help", "help", key_display="?"),
+    ]
+    KEY_HELP = (
+        ("q", "quit"),
+        ("f", "flavor picker for the selected device"),
+        ("d / enter", "make the selected device current"),
+        ("p", "pause / resume refresh"),
+        ("+ / -", "longer / shorter refresh interval (0.25 s to 10 s)"),
+        ("t", "next theme"),
+        ("r", "reset: stop the selected device's job (asks first)"),
+        ("?", "this help"),
+        ("tab", "move focus: devices, GPUs, jobs"),
+        ("ctrl+p", "command palette"),
+    )
+
+    def __init__(
+        self,
+        ctx: Context,
+        interval: float = 1.0,
+        theme: str | None = None,
+        host_probe: Callable[[], HostProbe] | None = HostProbe,
+        hang_after: float | None = None,
+    ):
+        super().__init__()
+        self.ctx = ctx
+        self.backend = ctx.backend
+        self.interval = max(MIN_INTERVAL, interval)
+        self.hang_after = hang_after
+        self.requested_theme = theme
+        self.host_probe = host_probe() if host_probe else None
+        self.history = History()
+        self.sample: Sample | None = None
+        self.error: str | None = None
+        self.paused = False
+        self.in_flight_since: float | None = None
+        self.next_poll = None
+        self.host_name = socket.gethostname()
+        self._state_seen: tuple[float | None, State] | None = None
+        self.our_themes: list[str] = []
+
+    # Layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Vertical(id="main"):
+            yield HeaderBar(id="header")
+            yield Static(id="notice")
+            yield DevicesTable(id="devices")
+            with Horizontal(id="middle"):
+                with VerticalScroll(id="gpu-scroll", can_focus=False):
+                    yield GpuMap(id="gpus")
+                yield SidePanel(id="side")
+            yield DataTable(id="jobs", cursor_type="row")
+        yield Static(
+            f"Enlarge the terminal: moai-tui needs at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.",
+            id="too-small",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        themes = load_themes()
+        for theme in themes.values():
+            self.register_theme(theme)
+        self.our_themes = sorted(themes)
+        wanted = self.requested_theme or self._saved_theme() or DEFAULT_THEME
+        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        jobs = self.query_one("#jobs", DataTable)
+        for label in (
+            "Dev",
+            "Job ID",
+            "PID",
+            "User",
+            "Command",
+            "GPU Mem",
+            "Runtime",
+            "CPU%",
+            "RSS",
+        ):
+            jobs.add_column(label, key=label)
+        self._job_rows: dict[str, tuple] = {}
+        notice = getattr(self.backend, "notice", None)
+        if notice:
+            self._notice(notice)
+        self.poll()
+        self.set_interval(0.5, self._watch)
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(number, self.exit)
+        self._check_size()
+
+    def _saved_theme(self) -> str | None:
+        try:
+            return self.ctx.store.load().theme
+        except MoaiError:
+            return None
+
+    def _notice(self, text: str) -> None:
+        notice = self.query_one("#notice", Static)
+        notice.update(text)
+        notice.set_class(bool(text), "shown")
+
+    def on_resize(self) -> None:
+        self._check_size()
+        if self.sample is not None:
+            self._show_gpus()
+
+    def _check_size(self) -> None:
+        width, height = self.size
+        self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
+
+    # Polling --------------------------------------------------------------------------------
+    def poll(self) -> None:
+        if self.in_flight_since is not None:
+            return  # one sample in flight at a time
+        self.in_flight_since = time.monotonic()
+        self._sample_in_thread()
+
+    @work(thread=True, exit_on_error=False, group="poll")
+    def _sample_in_thread(self) -> None:
+        started = time.monotonic()
+        try:
+            state = prune_dead_jobs(self._load_state())
+            snapshot = self.backend.sample(state.jobs)
+            views = tuple(device_views(state.devices, state.current, self.ctx.flavors, snapshot))
+            host_cpu = host_mem = None
+            processes = {}
+            if self.host_probe is not None:
+                host_cpu, host_mem = self.host_probe.host()
+                if snapshot.backend == "nvml":  # only then are the pids this machine's
+                    for job in snapshot.jobs:
+                        stats = self.host_probe.process(job.pid)
+                        if stats is not None:
+                            processes[job.pid] = stats
+            sample = Sample(
+                snapshot, state, views, host_cpu, host_mem, processes, time.monotonic() - started
+            )
+            self.post_message(Sampled(sample))
+        except Exception as error:  # any backend failure: keep the last data, say why
+            self.post_message(Sampled(None, f"{type(error).__name__}: {error}"))
+
+    def _load_state(self) -> State:
+        """Re-read the state file only when it changed (a switch in another terminal)."""
+        mtime = self.ctx.store.mtime()
+        if self._state_seen is None or self._state_seen[0] != mtime or mtime is None:
+            self._state_seen = (mtime, self.ctx.store.load())
+        return self._state_seen[1]
+
+    def on_sampled(self, message: Sampled) -> None:
+        self.in_flight_since = None
+        if message.sample is not None:
+            self.error = None
+            self.sample = message.sample
+            self.history.add(self.sample.views, self.sample.snapshot)
+            self._render_sample()
+        else:
+            self.error = message.error
+        self._show_header()
+        if not self.paused:
+            self.next_poll = self.set_timer(self.interval, self.poll)
+
+    def _watch(self) -> None:
+        """A backend that hangs: the screen says so while the sample is still out."""
+        self._show_header()
+
+    def stale_reason(self) -> str | None:
+        if self.error:
+            return self.error
+        if self.in_flight_since is not None:
+            waited = time.monotonic() - self.in_flight_since
+            if waited > (self.hang_after or max(3.0, 3 * self.interval)):
+                return f"backend not answering for {waited:.0f} s"
+        return None
+
+    # Rendering ------------------------------------------------------------------------------
+    def _render_sample(self) -> None:
+        sample = self.sample
+        devices = self.query_one(DevicesTable)
+        devices.show_views(sample.views)
+        self._show_gpus()
+        self._show_side()
+        self._show_jobs()
+
+    def selected_view(self) -> DeviceView | None:
+        if self.sample is None:
+            return None
+        chosen = self.query_one(DevicesTable).selected_device()
+        views = self.sample.views
+        return next((v for v in views if v.device == chosen), None) or next(
+            (v for v in views if v.current), views[0] if views else None
+        )
+
+    def _show_header(self) -> None:
+        snapshot = self.sample.snapshot if self.sample else None
+        stale = self.stale_reason()
+        status = ("paused", "warning") if self.paused else ("live", "success")
+        if stale:
+            status = ("STALE", "error")
+        theme = self.current_theme
+        text = Text(" MoAI ", style=f"bold reverse {theme.primary}")
+        text.append(f" ● {status[0]}", style=f"bold {getattr(theme, status[1]) or ''}")
+        text.append(f" {self.interval:g}s")
+        if stale:
+            text.append(f"  {stale}", style=theme.error or "red")
+        if snapshot:
+            text.append(
+                f" │ {snapshot.backend} │ {snapshot.host or self.host_name} │ "
+                f"Current Version: {snapshot.version_current}  "
+                f"Latest Version: {snapshot.version_latest}"
+            )
+        key = (text.plain, theme.name)
+        self.query_one(HeaderBar).show(key, lambda: text)
+
+    def _show_gpus(self) -> None:
+        view = self.selected_view()
+        gpu_map = self.query_one(GpuMap)
+        room = max(3, self.query_one("#gpu-scroll").size.height)
+        if view is None:
+            gpu_map.set_gpus((), "no devices", room)
+        elif not view.running:
+            waiting = view.job is not None and view.job.waiting
+            message = f"Device {view.device} ({view.flavor_name}): " + (
+                "job waiting for free GPUs..."
+                if waiting
+                else "idle, no GPUs allocated. Start a job to see them "
+                "(moai-tui run -- CMD, or moai-tui sim start CMD)."
+            )
+            gpu_map.set_gpus((), message, room)
+        else:
+            gpu_map.set_gpus(view.gpus, "", room)
+
+    def on_gpu_map_node_changed(self, message: GpuMap.NodeChanged) -> None:
+        self._show_side()
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        if message.data_table.id == "devices" and self.sample is not None:
+            self._show_gpus()
+            self._show_side()
+
+    def _show_side(self) -> None:
+        view = self.selected_view()
+        panel = self.query_one(SidePanel)
+        width = max(10, (panel.size.width or 36) - 10)
+        theme = self.current_theme
+        text = Text()
+        if view is not None:
+            points = list(self.history.devices.get(view.device, ()))
+            util = [u for u, _ in points]
+            mem = [m for _, m in points]
+            text.append(f"Device {view.device} · {view.flavor_name}\n", style="bold")
+            text.append("util ")
+            text.append(sparkline(util, width), style=load_style(theme, view.utilization))
+            text.append(f"{fmt_percent(view.utilization):>5}\n")
+            mem_now = mem[-1] if mem else None
+            text.append("mem  ")
+            text.append(sparkline(mem, width), style=load_style(theme, mem_now))
+            text.append(f"{fmt_percent(mem_now):>5}\n")
+            text.append("     0-100 % scale, last ", style="dim")
+            text.append(f"{fmt_duration(len(points) * self.interval)}\n", style="dim")
+            gpu_map = self.query_one(GpuMap)
+            node = gpu_map.current_node() if gpu_map.compact else None
+            if node is not None:
+                node_util = list(self.history.nodes.get(node, ()))
+                gpus = dict(gpu_map.nodes).get(node, [])
+                text.append(f"\n{node}\n", style="bold")
+                text.append("util ")
+                text.append(sparkline(node_util, width))
+                text.append(f"{fmt_percent(node_util[-1] if node_util else None):>5}\n")
+                for gpu in gpus:
+                    text.append(
+                        f"  {gpu.index} {fmt_percent(gpu.util):>5}  "
+                        f"{fmt_mib(gpu.mem_used_mib):>10}  "
+                        f"{'-' if gpu.temp_c is None else f'{gpu.temp_c:.0f}°C'}\n"
+                    )
+        if self.sample is not None and self.sample.host_cpu is not None:
+            text.append(
+                f"\nhost {self.host_name}: cpu {self.sample.host_cpu:4.1f} %  "
+                f"mem {self.sample.host_mem:4.1f} %",
+                style="dim",
+            )
+        panel.show((text.plain, theme.name), lambda: text)
+
+    def _show_jobs(self) -> None:
+        sample = self.sample
+        table = self.query_one("#jobs", DataTable)
+        now = sample.snapshot.time
+        mine = [
+            j
+            for j in sample.snapshot.jobs
+            if j.user == sample.snapshot.user and j.device is not None
+        ]
+        others = [j for j in sample.snapshot.jobs if j not in mine][:JOB_ROWS]
+        wanted: dict[str, tuple] = {}
+        for job in mine + others:
+            cpu, rss = sample.processes.get(job.pid, (None, None))
+            wanted[str(job.job_id)] = (
+                "-" if job.device is None else str(job.device),
+                str(job.job_id),
+                str(job.pid),
+                job.user,
+                safe_command(job.command),
+                "waiting" if job.waiting else fmt_mib(job.mem_used_mib),
+                fmt_duration(now - job.started) if job.started else "-",
+                "-" if cpu is None else f"{cpu:.0f}",
+                fmt_bytes(rss),
+            )
+        if wanted == self._job_rows:
+            return
+        columns = [c.key for c in table.columns.values()]
+        with self.batch_update():
+            for key in [k for k in self._job_rows if k not in wanted]:
+                table.remove_row(key)
+            for key, cells in wanted.items():
+                old = self._job_rows.get(key)
+                if old is None:
+                    table.add_row(*cells, key=key)
+                else:
+                    for column, value, before in zip(columns, cells, old, strict=True):
+                        if value != before:
+                            table.update_cell(key, column, value)
+        self._job_rows = wanted
+
+    # Actions --------------------------------------------------------------------------------
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if self.paused and self.next_poll is not None:
+            self.next_poll.stop()
+        elif not self.paused:
+            self.poll()
+        self._show_header()
+
+    def action_interval(self, factor: float) -> None:
+        self.interval = min(10.0, max(MIN_INTERVAL, round(self.interval * factor * 4) / 4))
+        self._show_header()
+
+    def action_next_theme(self) -> None:
+        names = self.our_themes or [self.theme]
+        following = (
+            names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        )
+        self.theme = following
+        self._run_action(lambda: actions.remember_theme(self.ctx, following), None)
+        self._show_header()
+        if self.sample is not None:
+            self._render_sample()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.KEY_HELP))
+
+    def action_choose_device(self) -> None:
+        view = self.selected_view()
+        if view is not None:
+            self._run_action(
+                lambda: actions.make_current(self.ctx, view.device),
+                "Switch Current Device success.",
+            )
+
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        if message.data_table.id == "devices":
+            self.action_choose_device()
+
+    def action_flavors(self) -> None:
+        view = self.selected_view()
+        state = self.sample.state if self.sample else self.ctx.store.load()
+        device = view.device if view else state.current
+        current = state.device(device).flavor if state.device(device) else ""
+        snapshot = self.sample.snapshot if self.sample else None
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self._run_action(
+                    lambda: actions.switch_flavor(self.ctx, name, device), SUCCESS.format(name=name)
+                )
+
+        self.push_screen(FlavorPicker(self.ctx.catalog, current, snapshot, device), chosen)
+
+    def action_reset(self) -> None:
+        view = self.selected_view()
+        if view is None or view.job is None:
+            self.notify("Device release failed. (Not running job.)", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_action(
+                    lambda: actions.release(self.ctx, view.device), "Device release success."
+                )
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Stop job {view.job.job_id} ({view.job.command}) on device {view.device}?"
+            ),
+            answered,
+        )
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _run_action(self, action: Callable[[], object], success: str | None) -> None:
+        """State changes are file I/O under a lock: off the UI thread."""
+        try:
+            action()
+        except MoaiError as error:
+            self.call_from_thread(self.notify, str(error), severity="error", timeout=6)
+            return
+        if success:
+            self.call_from_thread(self.notify, success)
+        self.call_from_thread(self.poll)
+
+
+def run_dashboard(ctx: Context, interval: float | None, theme: str | None) -> int:
+    """Open the backend before the UI starts, then run the app; errors come back as text."""
+    chosen = interval if interval is not None else ctx.config.interval
+    if not chosen >= MIN_INTERVAL:
+        raise UsageError(f"--interval must be at least {MIN_INTERVAL} seconds")
+    ctx.catalog  # load and validate before the screen changes  # noqa: B018
+    themes = load_themes()
+    wanted = theme or ctx.config.theme
+    if wanted and wanted not in themes:
+        raise UsageError(f"unknown theme {wanted!r}: choose one of {', '.join(sorted(themes))}")
+    app = MoaiApp(ctx, chosen, wanted)
+    app.run()
+    return app.return_code or 0
+
+
+class PickerApp(App[str | None]):
+    """`moai-tui switch` on a terminal: just the flavor picker, returning the chosen name."""
+
+    def __init__(self, ctx: Context, device: int, current: str):
+        super().__init__()
+        self.ctx = ctx
+        self.device = device
+        self.current = current
+
+    def on_mount(self) -> None:
+        themes = load_themes()
+        for theme in themes.values():
+            self.register_theme(theme)
+        self.theme = DEFAULT_THEME if DEFAULT_THEME in themes else self.theme
+        snapshot = self.ctx.backend.sample(())
+        self.push_screen(
+            FlavorPicker(self.ctx.catalog, self.current, snapshot, self.device), self.exit
+        )

@@ -1,0 +1,314 @@
+"""Dashboard widgets. Each one renders from the last sample and repaints only on change."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.geometry import Region
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from moai_tui.model import ClusterSnapshot, Gpu
+from moai_tui.view import (
+    DeviceView,
+    bar,
+    fmt_mib,
+    fmt_percent,
+    mean,
+    sparkline,
+    temperature_band,
+)
+
+
+def load_style(theme, percent: float | None) -> str:
+    """Colour for a utilization or memory level, from the active theme."""
+    if percent is None:
+        return "dim"
+    if percent >= 90:
+        return theme.error or "red"
+    if percent >= 60:
+        return theme.warning or "yellow"
+    if percent >= 20:
+        return theme.success or "green"
+    return theme.primary
+
+
+def temp_style(theme, temp_c: float | None) -> str:
+    band = temperature_band(temp_c)
+    if band is None:
+        return ""
+    return {
+        "caution": theme.warning or "yellow",
+        "warning": f"bold {theme.error or 'red'}",
+        "act": f"bold reverse {theme.error or 'red'}",
+    }[band]
+
+
+class ChangeAware:
+    """Mixin: `show(key, build)` repaints only when `key` differs from the last one shown."""
+
+    _shown_key: object = None
+
+    def show(self, key: object, build) -> None:
+        if key != self._shown_key:
+            self._shown_key = key
+            self.update(build())
+
+
+class HeaderBar(ChangeAware, Static):
+    pass
+
+
+class DevicesTable(DataTable):
+    """The `smi` columns for every one of the user's accelerators; the cursor picks one."""
+
+    COLUMNS = (
+        ("", "mark"),
+        ("Device", "device"),
+        ("Model", "model"),
+        ("Memory Usage", "used"),
+        ("Total Memory", "total"),
+        ("Utilization", "util"),
+    )
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = False
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+        self._rows: dict[int, tuple] = {}
+
+    def show_views(self, views: Sequence[DeviceView]) -> None:
+        wanted = {
+            v.device: (
+                "*" if v.current else "",
+                str(v.device),
+                v.flavor_name,
+                fmt_mib(v.memory_used_mib),
+                fmt_mib(v.memory_total_mib),
+                fmt_percent(v.utilization),
+            )
+            for v in views
+        }
+        if wanted == self._rows:
+            return
+        with self.app.batch_update():
+            for device in [d for d in self._rows if d not in wanted]:
+                self.remove_row(str(device))
+                del self._rows[device]
+            for device, cells in wanted.items():
+                old = self._rows.get(device)
+                if old is None:
+                    self.add_row(*cells, key=str(device))
+                else:
+                    for (_, key), value, before in zip(self.COLUMNS, cells, old, strict=True):
+                        if value != before:
+                            self.update_cell(str(device), key, value)
+                self._rows[device] = cells
+            order = sorted(wanted)
+            if list(self._rows) != order:
+                self.sort("device", key=int)
+                self._rows = {d: self._rows[d] for d in order}
+
+    def selected_device(self) -> int | None:
+        if not self._rows or self.cursor_row < 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+        except Exception:  # an empty or changing table
+            return None
+        return int(key)
+
+
+class GpuMap(Widget, can_focus=True):
+    """The accelerator's GPUs grouped by node: one line per GPU when they fit, else a heat-map
+    of one cell per GPU and one line per node, with the node under the cursor in detail."""
+
+    BINDINGS = [
+        Binding("up,k", "move(-1)", "node up", show=False),
+        Binding("down,j", "move(1)", "node down", show=False),
+        Binding("pageup", "move(-10)", show=False),
+        Binding("pagedown", "move(10)", show=False),
+    ]
+
+    class NodeChanged(Message):
+        def __init__(self, node: str | None) -> None:
+            super().__init__()
+            self.node = node
+
+    DEFAULT_CSS = "GpuMap { height: auto; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.nodes: list[tuple[str, list[Gpu]]] = []
+        self.cursor = 0
+        self.compact = False
+        self.message = "waiting for the first sample..."
+        self._lines: list[Text] = [Text(self.message)]
+        self._key: object = None
+
+    def set_gpus(self, gpus: Sequence[Gpu], message: str, room: int) -> None:
+        grouped: dict[str, list[Gpu]] = {}
+        for gpu in gpus:
+            grouped.setdefault(gpu.node, []).append(gpu)
+        self.nodes = list(grouped.items())
+        self.message = message
+        self.compact = len(gpus) + len(grouped) > room
+        self.cursor = min(self.cursor, max(0, len(self.nodes) - 1))
+        self._rebuild()
+
+    def current_node(self) -> str | None:
+        return self.nodes[self.cursor][0] if self.nodes else None
+
+    def _rebuild(self) -> None:
+        theme = self.app.current_theme
+        width = max(20, self.size.width or 60)
+        key = (
+            tuple((n, tuple(gs)) for n, gs in self.nodes),
+            self.message,
+            self.compact,
+            self.cursor,
+            width,
+            theme.name,
+            self.has_focus,
+        )
+        if key == self._key:
+            return
+        self._key = key
+        self._lines = (
+            self._compact_lines(theme, width) if self.compact else self._detail_lines(theme, width)
+        )
+        self.styles.height = len(self._lines)
+        self.refresh()
+
+    def _detail_lines(self, theme, width: int) -> list[Text]:
+        if not self.nodes:
+            return [Text(self.message, style="dim")]
+        bar_width = max(4, min(20, (width - 34) // 2))
+        lines = []
+        for number, (node, gpus) in enumerate(self.nodes):
+            marker = "▶ " if number == self.cursor and self.has_focus else "  "
+            lines.append(Text(f"{marker}{node}", style="bold"))
+            for gpu in gpus:
+                lines.append(gpu_line(gpu, theme, bar_width))
+        return lines
+
+    def _compact_lines(self, theme, width: int) -> list[Text]:
+        lines = []
+        for number, (node, gpus) in enumerate(self.nodes):
+            line = Text(
+                "▶ " if number == self.cursor else "  ",
+                style="bold" if number == self.cursor else "",
+            )
+            line.append(f"{node:<8} ", style="bold" if number == self.cursor else "")
+            for gpu in gpus:
+                if gpu.lost:
+                    line.append("✕", style=theme.error or "red")
+                else:
+                    line.append(
+                        sparkline([gpu.util], 1) if gpu.util else "·",
+                        style=load_style(theme, gpu.util),
+                    )
+            util = mean([g.util for g in gpus if not g.lost])
+            used = sum(g.mem_used_mib or 0 for g in gpus)
+            total = sum(g.mem_total_mib or 0 for g in gpus)
+            hottest = max((g.temp_c for g in gpus if g.temp_c is not None), default=None)
+            line.append(f" {fmt_percent(util):>5}", style=load_style(theme, util))
+            if width >= 40:
+                mem = 100.0 * used / total if total else None
+                line.append(f"  mem {fmt_percent(mem):>5}")
+            if width >= 52 and hottest is not None:
+                line.append(f"  {hottest:3.0f}°C", style=temp_style(theme, hottest))
+            if number == self.cursor:
+                line.stylize("reverse" if self.has_focus else "underline", 0, 2 + 9)
+            lines.append(line)
+        return lines or [Text(self.message, style="dim")]
+
+    def render_line(self, y: int):
+        from textual.strip import Strip
+
+        if y >= len(self._lines):
+            return Strip.blank(self.size.width)
+        segments = list(self._lines[y].render(self.app.console))
+        return Strip(segments).crop_extend(0, self.size.width, self.rich_style)
+
+    def on_resize(self) -> None:
+        self._rebuild()
+
+    def on_focus(self) -> None:
+        self._rebuild()
+
+    def on_blur(self) -> None:
+        self._rebuild()
+
+    def action_move(self, delta: int) -> None:
+        if not self.nodes:
+            return
+        self.cursor = max(0, min(len(self.nodes) - 1, self.cursor + delta))
+        self._rebuild()
+        y = self.cursor if self.compact else sum(1 + len(g) for _, g in self.nodes[: self.cursor])
+        self.parent.scroll_to_region(Region(0, y, 1, 1), animate=False)  # the scroll box
+        self.post_message(self.NodeChanged(self.current_node()))
+
+    def on_click(self, event) -> None:
+        if self.compact and 0 <= event.y < len(self.nodes):
+            self.cursor = event.y
+            self._rebuild()
+            self.post_message(self.NodeChanged(self.current_node()))
+
+
+def gpu_line(gpu: Gpu, theme, bar_width: int) -> Text:
+    line = Text(f"  {gpu.index:>2} ")
+    if gpu.lost:
+        line.append("GPU lost: not answering", style=f"bold {theme.error or 'red'}")
+        return line
+    mem = (
+        100.0 * gpu.mem_used_mib / gpu.mem_total_mib
+        if gpu.mem_used_mib is not None and gpu.mem_total_mib
+        else None
+    )
+    line.append("▕")
+    line.append(bar(gpu.util, bar_width), style=load_style(theme, gpu.util))
+    line.append("▏")
+    line.append(f"{fmt_percent(gpu.util):>5} mem▕")
+    line.append(bar(mem, bar_width), style=load_style(theme, mem))
+    line.append(f"▏{fmt_percent(mem):>5} ")
+    line.append(
+        "  -  " if gpu.temp_c is None else f"{gpu.temp_c:3.0f}°C",
+        style=temp_style(theme, gpu.temp_c),
+    )
+    return line
+
+
+class SidePanel(ChangeAware, Static):
+    """Accelerator history on a fixed 0-100 % scale, the node under the cursor, the host."""
+
+
+class History:
+    """The last few minutes of utilization and memory, per device and per node."""
+
+    def __init__(self, length: int = 600):
+        self.length = length
+        self.devices: dict[int, deque] = {}
+        self.nodes: dict[str, deque] = {}
+
+    def add(self, views: Sequence[DeviceView], snapshot: ClusterSnapshot) -> None:
+        for view in views:
+            track = self.devices.setdefault(view.device, deque(maxlen=self.length))
+            mem = (
+                100.0 * view.memory_used_mib / view.memory_total_mib
+                if view.memory_used_mib is not None and view.memory_total_mib
+                else None
+            )
+            track.append((view.utilization, mem))
+        for node in snapshot.nodes:
+            self.nodes.setdefault(node.name, deque(maxlen=self.length)).append(
+                mean([g.util for g in node.gpus if not g.lost])
+            )
+
+    def preload(self, device: int, points: Sequence[tuple[float | None, float | None]]) -> None:
+        self.devices.setdefault(device, deque(maxlen=self.length)).extend(points)
