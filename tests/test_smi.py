@@ -43,7 +43,7 @@ def test_running_job_layout_follows_reference(config_dir):
     assert [squeeze(x) for x in lines[9:12]] == [squeeze(x) for x in ref[9:12]]
     process = lines[12].split("|")
     assert process[1] == "       0  " and process[4] == "  python tutorial/train_gpt.py  "
-    assert lines[-1] == ref[-1]
+    assert squeeze(lines[-1]) == squeeze(ref[-1])
 
 
 def awk_field(output: str, field: int) -> str:

@@ -14,12 +14,14 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
@@ -32,7 +34,14 @@ from moai_tui.text.smi import safe_command
 from moai_tui.text.switch import SUCCESS
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
-from moai_tui.tui.widgets import DevicesTable, GpuMap, HeaderBar, History, SidePanel, load_style
+from moai_tui.tui.widgets import (
+    DevicesTable,
+    GpuMap,
+    HeaderBar,
+    History,
+    SidePanel,
+    load_style,
+)
 from moai_tui.view import (
     DeviceView,
     device_views,
@@ -46,6 +55,29 @@ from moai_tui.view import (
 MIN_INTERVAL = 0.25
 MIN_SIZE = (60, 15)
 JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
+# Fixed widths: columns that never jump, and no re-measuring on every update.
+JOB_COLUMNS = (
+    ("Dev", 3),
+    ("Job ID", 7),
+    ("PID", 8),
+    ("User", 8),
+    ("Command", 34),
+    ("GPU Mem", 12),
+    ("Runtime", 8),
+    ("CPU%", 4),
+    ("RSS", 7),
+)
+JOB_COLUMNS = (
+    ("Dev", 3),
+    ("Job ID", 7),
+    ("PID", 8),
+    ("User", 8),
+    ("Command", 34),
+    ("GPU Mem", 12),
+    ("Runtime", 8),
+    ("CPU%", 4),
+    ("RSS", 7),
+)
 
 
 @dataclass(frozen=True)
@@ -171,19 +203,15 @@ class MoaiApp(App[int]):
         self.our_themes = sorted(themes)
         wanted = self.requested_theme or self._saved_theme() or DEFAULT_THEME
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
-        jobs = self.query_one("#jobs", DataTable)
-        for label in (
-            "Dev",
-            "Job ID",
-            "PID",
-            "User",
-            "Command",
-            "GPU Mem",
-            "Runtime",
-            "CPU%",
-            "RSS",
-        ):
-            jobs.add_column(label, key=label)
+        # Held once: a sample landing during shutdown must not query a screen being torn down.
+        self.header = self.query_one(HeaderBar)
+        self.devices = self.query_one(DevicesTable)
+        self.gpu_map = self.query_one(GpuMap)
+        self.gpu_scroll = self.query_one("#gpu-scroll")
+        self.side = self.query_one(SidePanel)
+        self.jobs = jobs = self.query_one("#jobs", DataTable)
+        for label, width in JOB_COLUMNS:
+            jobs.add_column(label, key=label, width=width)
         self._job_rows: dict[str, tuple] = {}
         notice = getattr(self.backend, "notice", None)
         if notice:
@@ -191,9 +219,10 @@ class MoaiApp(App[int]):
         self.poll()
         self.set_interval(0.5, self._watch)
         loop = asyncio.get_running_loop()
-        for number in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(number, self.exit)
-        self._check_size()
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            # Leave through Textual's own shutdown, which restores the terminal.
+            loop.add_signal_handler(number, partial(self.exit, return_code=128 + number))
+        self._check_size(self.size)
 
     def _saved_theme(self) -> str | None:
         try:
@@ -206,13 +235,13 @@ class MoaiApp(App[int]):
         notice.update(text)
         notice.set_class(bool(text), "shown")
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # self.size can still be the old size here
         if self.sample is not None:
             self._show_gpus()
 
-    def _check_size(self) -> None:
-        width, height = self.size
+    def _check_size(self, size: Size) -> None:
+        width, height = size
         self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
 
     # Polling --------------------------------------------------------------------------------
@@ -281,7 +310,7 @@ class MoaiApp(App[int]):
     # Rendering ------------------------------------------------------------------------------
     def _render_sample(self) -> None:
         sample = self.sample
-        devices = self.query_one(DevicesTable)
+        devices = self.devices
         devices.show_views(sample.views)
         self._show_gpus()
         self._show_side()
@@ -290,7 +319,7 @@ class MoaiApp(App[int]):
     def selected_view(self) -> DeviceView | None:
         if self.sample is None:
             return None
-        chosen = self.query_one(DevicesTable).selected_device()
+        chosen = self.devices.selected_device()
         views = self.sample.views
         return next((v for v in views if v.device == chosen), None) or next(
             (v for v in views if v.current), views[0] if views else None
@@ -315,12 +344,12 @@ class MoaiApp(App[int]):
                 f"Latest Version: {snapshot.version_latest}"
             )
         key = (text.plain, theme.name)
-        self.query_one(HeaderBar).show(key, lambda: text)
+        self.header.show(key, lambda: text)
 
     def _show_gpus(self) -> None:
         view = self.selected_view()
-        gpu_map = self.query_one(GpuMap)
-        room = max(3, self.query_one("#gpu-scroll").size.height)
+        gpu_map = self.gpu_map
+        room = max(3, self.gpu_scroll.size.height)
         if view is None:
             gpu_map.set_gpus((), "no devices", room)
         elif not view.running:
@@ -345,7 +374,7 @@ class MoaiApp(App[int]):
 
     def _show_side(self) -> None:
         view = self.selected_view()
-        panel = self.query_one(SidePanel)
+        panel = self.side
         width = max(10, (panel.size.width or 36) - 10)
         theme = self.current_theme
         text = Text()
@@ -363,7 +392,7 @@ class MoaiApp(App[int]):
             text.append(f"{fmt_percent(mem_now):>5}\n")
             text.append("     0-100 % scale, last ", style="dim")
             text.append(f"{fmt_duration(len(points) * self.interval)}\n", style="dim")
-            gpu_map = self.query_one(GpuMap)
+            gpu_map = self.gpu_map
             node = gpu_map.current_node() if gpu_map.compact else None
             if node is not None:
                 node_util = list(self.history.nodes.get(node, ()))
@@ -388,7 +417,7 @@ class MoaiApp(App[int]):
 
     def _show_jobs(self) -> None:
         sample = self.sample
-        table = self.query_one("#jobs", DataTable)
+        table = self.jobs
         now = sample.snapshot.time
         mine = [
             j

@@ -66,20 +66,21 @@ class HeaderBar(ChangeAware, Static):
 class DevicesTable(DataTable):
     """The `smi` columns for every one of the user's accelerators; the cursor picks one."""
 
+    # Fixed widths: columns that never jump, and no re-measuring on every update.
     COLUMNS = (
-        ("", "mark"),
-        ("Device", "device"),
-        ("Model", "model"),
-        ("Memory Usage", "used"),
-        ("Total Memory", "total"),
-        ("Utilization", "util"),
+        ("", "mark", 1),
+        ("Device", "device", 6),
+        ("Model", "model", 18),
+        ("Memory Usage", "used", 13),
+        ("Total Memory", "total", 13),
+        ("Utilization", "util", 11),
     )
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+        for label, key, width in self.COLUMNS:
+            self.add_column(label, key=key, width=width)
         self._rows: dict[int, tuple] = {}
 
     def show_views(self, views: Sequence[DeviceView]) -> None:
@@ -105,7 +106,7 @@ class DevicesTable(DataTable):
                 if old is None:
                     self.add_row(*cells, key=str(device))
                 else:
-                    for (_, key), value, before in zip(self.COLUMNS, cells, old, strict=True):
+                    for (_, key, _), value, before in zip(self.COLUMNS, cells, old, strict=True):
                         if value != before:
                             self.update_cell(str(device), key, value)
                 self._rows[device] = cells

@@ -78,4 +78,7 @@ async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
         ):
             break
         await pilot.pause(0.02)
-    await pilot.pause()
+    # Tables size their columns on the next refresh: let the screen finish before reading it.
+    for _ in range(3):
+        await pilot.pause()
+    await pilot.wait_for_scheduled_animations()

@@ -1,0 +1,180 @@
+"""End to end in a real terminal: the installed `moai-tui` in tmux, keys sent, screen read."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+from conftest import moai_exe, run_cli
+
+assert shutil.which("tmux"), "tmux is required (installed by .ci/run)"
+
+
+class Terminal:
+    def __init__(self, command: str, env: dict, size=(120, 40)):
+        self.name = f"moai-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={v}" for k, v in env.items())
+        script = f"env {exports} {command}; echo EXIT=$?; sleep 60"
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.name,
+                "-x",
+                str(size[0]),
+                "-y",
+                str(size[1]),
+                script,
+            ],
+            check=True,
+        )
+        self.resize(*size)  # a running tmux server may keep another default size
+
+    def resize(self, width: int, height: int) -> None:
+        subprocess.run(
+            ["tmux", "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)],
+            check=True,
+        )
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def flag(self, name: str) -> str:
+        return subprocess.run(
+            ["tmux", "display-message", "-p", "-t", self.name, f"#{{{name}}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def app_pid(self) -> int:
+        out = subprocess.run(
+            ["pgrep", "-f", f"{moai_exe()} --backend simulator"], capture_output=True, text=True
+        ).stdout.split()
+        pane_pids = subprocess.run(
+            ["tmux", "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        shells = {int(p) for p in pane_pids}
+        for pid in map(int, out):  # the pane's shell matches too: skip it, take its child
+            if pid not in shells and _descends_from(pid, shells):
+                return pid
+        raise AssertionError("moai-tui process not found")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def _descends_from(pid: int, ancestors: set[int]) -> bool:
+    while pid > 1:
+        if pid in ancestors:
+            return True
+        with open(f"/proc/{pid}/stat") as stat:
+            pid = int(stat.read().rsplit(")", 1)[1].split()[1])
+    return False
+
+
+@pytest.fixture
+def terminal(config_dir):
+    env = {
+        "MOAI_TUI_CONFIG_DIR": str(config_dir),
+        "MOAI_TUI_SIM_TIME": "1780000600",
+        "TERM": "xterm-256color",
+    }
+    opened = []
+
+    def open_terminal(size=(120, 40)):
+        term = Terminal(f"{moai_exe()} --backend simulator", env, size)
+        opened.append(term)
+        return term
+
+    yield open_terminal
+    for term in opened:
+        term.close()
+
+
+def assert_restored(term: Terminal, code: int) -> None:
+    term.wait_for(f"EXIT={code}")
+    assert term.flag("alternate_on") == "0"  # back on the normal screen
+    assert term.flag("cursor_flag") == "1"  # cursor visible
+    assert term.flag("mouse_any_flag") == "0"  # mouse reporting off
+
+
+def test_dashboard_in_a_real_terminal(terminal, config_dir):
+    run_cli("switch", "-M", "xLarge.512GB", env={"MOAI_TUI_SIM_TIME": "1780000000"})
+    run_cli("sim", "start", "python train.py", env={"MOAI_TUI_SIM_TIME": "1780000000"})
+    term = terminal()
+    screen = term.wait_for("● live")
+    assert "xLarge.512GB" in screen and "python train.py" in screen
+    assert screen.count("°C") >= 8  # one line per GPU: they fit at 120x40
+    term.keys("p")
+    term.wait_for("● paused")
+    term.keys("p")
+    term.wait_for("● live")
+    term.keys("q")
+    assert_restored(term, 0)
+
+
+def test_flavor_picker_end_to_end(terminal, config_dir):
+    term = terminal()
+    term.wait_for("● live")
+    term.keys("f")
+    term.wait_for("choose a flavor")
+    term.keys("8")
+    time.sleep(1.0)  # past the two-digit window
+    term.keys("Enter")
+    term.wait_for("successfully switched")  # the toast (it wraps: match a fragment)
+    term.wait_for("0       4xLarge.2048GB")
+    other = run_cli("smi")  # another process sees the switch
+    star = [line for line in other.stdout.splitlines() if "*" in line]
+    assert len(star) == 1 and "4xLarge.2048GB" in star[0]
+    term.keys("q")
+    assert_restored(term, 0)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_signals_restore_the_terminal(terminal, config_dir, number):
+    run_cli("switch", "-M", "2")
+    before = (config_dir / "state.toml").read_bytes()
+    term = terminal()
+    term.wait_for("● live")
+    os.kill(term.app_pid(), number)
+    assert_restored(term, 128 + number)
+    assert (config_dir / "state.toml").read_bytes() == before
+
+
+def test_small_terminal_and_resize_storm(terminal, config_dir):
+    term = terminal(size=(40, 10))
+    term.wait_for("Enlarge the terminal")
+    for width, height in [(120, 40), (20, 5), (80, 24), (200, 60), (61, 15), (80, 24)] * 3:
+        term.resize(width, height)
+        time.sleep(0.05)
+    screen = term.wait_for("● live")
+    assert "Enlarge" not in screen
+    term.keys("q")
+    assert_restored(term, 0)
