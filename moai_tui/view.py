@@ -139,6 +139,17 @@ def bar(percent: float | None, width: int) -> str:
     return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
+def fmt_runtime(seconds: float) -> str:
+    """A job's runtime to the minute: a table of jobs need not change every second."""
+    minutes = max(0, int(seconds)) // 60
+    if minutes < 1:
+        return "<1m"
+    hours, minutes = divmod(minutes, 60)
+    if hours >= 24:
+        return f"{hours // 24}d{hours % 24:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
+
+
 def fmt_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
 
@@ -48,6 +49,38 @@ def _mix(*parts: int) -> int:
 
 def _unit(*parts: int) -> float:
     return _mix(*parts) / 2.0**64
+
+
+@lru_cache(maxsize=4096)
+def _job_shape(job_id: int) -> tuple[float, float, float]:
+    """(evaluation period s, memory target MiB per GPU, memory ramp s) of a job."""
+    return (
+        240.0 + 180.0 * _unit(job_id, 11),
+        (0.55 + 0.35 * _unit(job_id, 12)) * MIB_PER_GPU,
+        45.0 + 45.0 * _unit(job_id, 13),
+    )
+
+
+@lru_cache(maxsize=8192)
+def _warmth(seed: int, node_no: int, index: int) -> float:
+    return 6.0 * _unit(seed, node_no, index, 5)  # airflow differs by slot
+
+
+@lru_cache(maxsize=8192)
+def _idle_gpu(seed: int, node: str, node_no: int, index: int) -> Gpu:
+    temp = 31.0 + _warmth(seed, node_no, index)
+    return Gpu(
+        node,
+        index,
+        "MI250 GCD",
+        0.0,
+        0.0,
+        0,
+        MIB_PER_GPU,
+        round(temp, 1),
+        round(temp + 6.0, 1),
+        90.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +124,7 @@ class SimulatorBackend:
         self.user = user or getpass.getuser()
         self.host = socket.gethostname()
         self.notice: str | None = None
+        self._placements: dict[tuple, dict] = {}
 
     # Other users' load -------------------------------------------------------------------
     def _period(self, node: int, t: float) -> tuple[float, float, int]:
@@ -127,7 +161,17 @@ class SimulatorBackend:
 
     # The user's jobs ---------------------------------------------------------------------
     def _place(self, requests: Sequence[JobRequest]) -> dict[int, tuple[float, tuple[int, ...]]]:
-        """job_id -> (start time, node numbers) for the user's simulated jobs, oldest first."""
+        """job_id -> (start time, node numbers) for the user's simulated jobs, oldest first.
+
+        A function of the requests alone (not of the time): computed once per set of jobs."""
+        key = tuple(requests)
+        if key not in self._placements:
+            if len(self._placements) > 64:
+                self._placements.clear()
+            self._placements[key] = self._compute_placement(requests)
+        return self._placements[key]
+
+    def _compute_placement(self, requests: Sequence[JobRequest]) -> dict:
         placed: dict[int, tuple[float, tuple[int, ...]]] = {}
         taken: set[int] = set()
         for request in requests:
@@ -143,51 +187,51 @@ class SimulatorBackend:
         return placed
 
     # Readings ----------------------------------------------------------------------------
+    # Costs matter here (a 64-node cluster is 512 GPUs a second): factors that never change are
+    # computed once, each busy GPU takes one hash a second split into several uniforms, and an
+    # idle GPU is the same object every tick.
     def _utilization(self, job_id: int, gpu: int, age: float, second: int) -> float:
         if age < 0:
             return 0.0
+        noise = _mix(job_id, gpu, second)
+        wobble = (noise & 0xFFFF) / 65536.0
         if age < 30:  # loading data and compiling: load climbs
-            return 3.0 * age * (0.8 + 0.2 * _unit(job_id, gpu, second))
-        eval_every = 240.0 + 180.0 * _unit(job_id, 11)
-        phase = age % (eval_every * 4)
-        if phase < 40:  # checkpoint: the GPUs wait on storage
-            return 5.0 * _unit(job_id, gpu, second, 1)
-        if (age % eval_every) < 20:  # evaluation: small batches
-            return 20.0 + 15.0 * _unit(job_id, gpu, second, 2)
-        return 91.0 + 9.0 * _unit(job_id, gpu, second, 3)
+            return 3.0 * age * (0.8 + 0.2 * wobble)
+        eval_every = _job_shape(job_id)[0]
+        if age % (eval_every * 4) < 40:  # checkpoint: the GPUs wait on storage
+            return 5.0 * wobble
+        if age % eval_every < 20:  # evaluation: small batches
+            return 20.0 + 15.0 * wobble
+        return 91.0 + 9.0 * wobble
 
-    def _memory(self, job_id: int, gpu: int, age: float, second: int) -> int:
+    def _memory(self, job_id: int, age: float) -> int:
+        """Ramps up while the job loads, then holds: allocators keep what they took."""
         if age < 0:
             return 0
-        target = (0.55 + 0.35 * _unit(job_id, 12)) * MIB_PER_GPU
-        ramp = 45.0 + 45.0 * _unit(job_id, 13)
-        jitter = 1.0 + 0.004 * (_unit(job_id, gpu, second, 4) - 0.5)
-        return min(MIB_PER_GPU, int(target * min(1.0, age / ramp) * jitter))
+        _, target, ramp = _job_shape(job_id)
+        return min(MIB_PER_GPU, int(target * min(1.0, age / ramp)))
 
     def _gpu(self, node: str, node_no: int, index: int, work: _Work | None, t: float) -> Gpu:
-        second = math.floor(t)
-        warmth = 6.0 * _unit(self.seed, node_no, index, 5)  # airflow differs by slot
         if work is None:
-            util, mem, lagged = 0.0, 0, 0.0
-        else:
-            age = t - work.start
-            util = self._utilization(work.job_id, index, age, second)
-            mem = self._memory(work.job_id, index, age, second)
-            lagged = self._utilization(work.job_id, index, age - 15, second - 15)
-        heat = 0.6 * lagged + 0.4 * util
-        temp = 31.0 + warmth + 0.55 * heat + _unit(self.seed, node_no, index, second, 6)
+            return _idle_gpu(self.seed, node, node_no, index)
+        second = math.floor(t)
+        age = t - work.start
+        util = self._utilization(work.job_id, index, age, second)
+        lagged = self._utilization(work.job_id, index, age - 15, second - 15)
+        temp = 31.0 + _warmth(self.seed, node_no, index) + 0.55 * (0.6 * lagged + 0.4 * util)
+        temp += (_mix(self.seed, node_no, index, second) & 0xFF) / 256.0
         return Gpu(
             node=node,
             index=index,
             model="MI250 GCD",
             util=round(util, 1),
             mem_util=round(util * 0.62, 1),
-            mem_used_mib=mem,
+            mem_used_mib=self._memory(work.job_id, age),
             mem_total_mib=MIB_PER_GPU,
             temp_c=round(temp, 1),
             mem_temp_c=round(temp + 6.0, 1),
             power_w=round(90.0 + 4.1 * util, 1),
-            job_id=None if work is None else work.job_id,
+            job_id=work.job_id,
         )
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:

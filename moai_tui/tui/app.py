@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
 from moai_tui import actions
 from moai_tui.context import Context
@@ -35,10 +37,11 @@ from moai_tui.text.switch import SUCCESS
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
-    DevicesTable,
+    DeviceList,
     GpuMap,
     HeaderBar,
     History,
+    JobList,
     SidePanel,
     load_style,
 )
@@ -49,35 +52,13 @@ from moai_tui.view import (
     fmt_duration,
     fmt_mib,
     fmt_percent,
+    fmt_runtime,
     sparkline,
 )
 
 MIN_INTERVAL = 0.25
 MIN_SIZE = (60, 15)
 JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
-# Fixed widths: columns that never jump, and no re-measuring on every update.
-JOB_COLUMNS = (
-    ("Dev", 3),
-    ("Job ID", 7),
-    ("PID", 8),
-    ("User", 8),
-    ("Command", 34),
-    ("GPU Mem", 12),
-    ("Runtime", 8),
-    ("CPU%", 4),
-    ("RSS", 7),
-)
-JOB_COLUMNS = (
-    ("Dev", 3),
-    ("Job ID", 7),
-    ("PID", 8),
-    ("User", 8),
-    ("Command", 34),
-    ("GPU Mem", 12),
-    ("Runtime", 8),
-    ("CPU%", 4),
-    ("RSS", 7),
-)
 
 
 @dataclass(frozen=True)
@@ -173,8 +154,8 @@ class MoaiApp(App[int]):
         self.sample: Sample | None = None
         self.error: str | None = None
         self.paused = False
-        self.in_flight_since: float | None = None
-        self.next_poll = None
+        self.in_flight_since: float | None = None  # set by the poller thread
+        self._wake = threading.Event()
         self.host_name = socket.gethostname()
         self._state_seen: tuple[float | None, State] | None = None
         self.our_themes: list[str] = []
@@ -184,12 +165,13 @@ class MoaiApp(App[int]):
         with Vertical(id="main"):
             yield HeaderBar(id="header")
             yield Static(id="notice")
-            yield DevicesTable(id="devices")
+            yield DeviceList(id="devices")
             with Horizontal(id="middle"):
                 with VerticalScroll(id="gpu-scroll", can_focus=False):
                     yield GpuMap(id="gpus")
                 yield SidePanel(id="side")
-            yield DataTable(id="jobs", cursor_type="row")
+            with VerticalScroll(id="jobs"):
+                yield JobList(id="job-list")
         yield Static(
             f"Enlarge the terminal: moai-tui needs at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.",
             id="too-small",
@@ -205,24 +187,20 @@ class MoaiApp(App[int]):
         self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
         # Held once: a sample landing during shutdown must not query a screen being torn down.
         self.header = self.query_one(HeaderBar)
-        self.devices = self.query_one(DevicesTable)
+        self.devices = self.query_one(DeviceList)
         self.gpu_map = self.query_one(GpuMap)
         self.gpu_scroll = self.query_one("#gpu-scroll")
         self.side = self.query_one(SidePanel)
-        self.jobs = jobs = self.query_one("#jobs", DataTable)
-        for label, width in JOB_COLUMNS:
-            jobs.add_column(label, key=label, width=width)
-        self._job_rows: dict[str, tuple] = {}
+        self.jobs = self.query_one(JobList)
         notice = getattr(self.backend, "notice", None)
         if notice:
             self._notice(notice)
-        self.poll()
-        self.set_interval(0.5, self._watch)
+        self._poll_loop()
+        self.set_interval(1.0, self._watch)
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             # Leave through Textual's own shutdown, which restores the terminal.
             loop.add_signal_handler(number, partial(self.exit, return_code=128 + number))
-        self._check_size(self.size)
 
     def _saved_theme(self) -> str | None:
         try:
@@ -240,19 +218,33 @@ class MoaiApp(App[int]):
         if self.sample is not None:
             self._show_gpus()
 
+    def on_unmount(self) -> None:
+        self._wake.set()  # let the poller see it is cancelled now, not an interval later
+
     def _check_size(self, size: Size) -> None:
         width, height = size
         self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
 
     # Polling --------------------------------------------------------------------------------
     def poll(self) -> None:
-        if self.in_flight_since is not None:
-            return  # one sample in flight at a time
-        self.in_flight_since = time.monotonic()
-        self._sample_in_thread()
+        """Sample now (after a switch, on resume) instead of at the end of the interval."""
+        self._wake.set()
 
     @work(thread=True, exit_on_error=False, group="poll")
-    def _sample_in_thread(self) -> None:
+    def _poll_loop(self) -> None:
+        """One thread for the app's life, one sample in flight: the next interval starts when
+        the last sample has been handed over (a worker per tick cost more than the sample)."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            if not self.paused:
+                self.in_flight_since = time.monotonic()
+                sampled = self._take_sample()
+                self.in_flight_since = None
+                self.post_message(sampled)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def _take_sample(self) -> Sampled:
         started = time.monotonic()
         try:
             state = prune_dead_jobs(self._load_state())
@@ -267,12 +259,10 @@ class MoaiApp(App[int]):
                         stats = self.host_probe.process(job.pid)
                         if stats is not None:
                             processes[job.pid] = stats
-            sample = Sample(
-                snapshot, state, views, host_cpu, host_mem, processes, time.monotonic() - started
-            )
-            self.post_message(Sampled(sample))
+            took = time.monotonic() - started
+            return Sampled(Sample(snapshot, state, views, host_cpu, host_mem, processes, took))
         except Exception as error:  # any backend failure: keep the last data, say why
-            self.post_message(Sampled(None, f"{type(error).__name__}: {error}"))
+            return Sampled(None, f"{type(error).__name__}: {error}")
 
     def _load_state(self) -> State:
         """Re-read the state file only when it changed (a switch in another terminal)."""
@@ -282,7 +272,6 @@ class MoaiApp(App[int]):
         return self._state_seen[1]
 
     def on_sampled(self, message: Sampled) -> None:
-        self.in_flight_since = None
         if message.sample is not None:
             self.error = None
             self.sample = message.sample
@@ -291,8 +280,6 @@ class MoaiApp(App[int]):
         else:
             self.error = message.error
         self._show_header()
-        if not self.paused:
-            self.next_poll = self.set_timer(self.interval, self.poll)
 
     def _watch(self) -> None:
         """A backend that hangs: the screen says so while the sample is still out."""
@@ -367,8 +354,8 @@ class MoaiApp(App[int]):
     def on_gpu_map_node_changed(self, message: GpuMap.NodeChanged) -> None:
         self._show_side()
 
-    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
-        if message.data_table.id == "devices" and self.sample is not None:
+    def on_device_list_highlighted(self, message: DeviceList.Highlighted) -> None:
+        if self.sample is not None:
             self._show_gpus()
             self._show_side()
 
@@ -417,7 +404,6 @@ class MoaiApp(App[int]):
 
     def _show_jobs(self) -> None:
         sample = self.sample
-        table = self.jobs
         now = sample.snapshot.time
         mine = [
             j
@@ -425,42 +411,26 @@ class MoaiApp(App[int]):
             if j.user == sample.snapshot.user and j.device is not None
         ]
         others = [j for j in sample.snapshot.jobs if j not in mine][:JOB_ROWS]
-        wanted: dict[str, tuple] = {}
+        rows: dict[str, tuple[str, ...]] = {}
         for job in mine + others:
             cpu, rss = sample.processes.get(job.pid, (None, None))
-            wanted[str(job.job_id)] = (
+            rows[str(job.job_id)] = (
                 "-" if job.device is None else str(job.device),
                 str(job.job_id),
                 str(job.pid),
                 job.user,
                 safe_command(job.command),
                 "waiting" if job.waiting else fmt_mib(job.mem_used_mib),
-                fmt_duration(now - job.started) if job.started else "-",
+                fmt_runtime(now - job.started) if job.started else "-",
                 "-" if cpu is None else f"{cpu:.0f}",
                 fmt_bytes(rss),
             )
-        if wanted == self._job_rows:
-            return
-        columns = [c.key for c in table.columns.values()]
-        with self.batch_update():
-            for key in [k for k in self._job_rows if k not in wanted]:
-                table.remove_row(key)
-            for key, cells in wanted.items():
-                old = self._job_rows.get(key)
-                if old is None:
-                    table.add_row(*cells, key=key)
-                else:
-                    for column, value, before in zip(columns, cells, old, strict=True):
-                        if value != before:
-                            table.update_cell(key, column, value)
-        self._job_rows = wanted
+        self.jobs.show_rows(rows)
 
     # Actions --------------------------------------------------------------------------------
     def action_pause(self) -> None:
         self.paused = not self.paused
-        if self.paused and self.next_poll is not None:
-            self.next_poll.stop()
-        elif not self.paused:
+        if not self.paused:
             self.poll()
         self._show_header()
 
@@ -490,9 +460,8 @@ class MoaiApp(App[int]):
                 "Switch Current Device success.",
             )
 
-    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
-        if message.data_table.id == "devices":
-            self.action_choose_device()
+    def on_device_list_selected(self, message: DeviceList.Selected) -> None:
+        self.action_choose_device()
 
     def action_flavors(self) -> None:
         view = self.selected_view()
@@ -538,7 +507,7 @@ class MoaiApp(App[int]):
             return
         if success:
             self.call_from_thread(self.notify, success)
-        self.call_from_thread(self.poll)
+        self.poll()
 
 
 def run_dashboard(ctx: Context, interval: float | None, theme: str | None) -> int:

@@ -10,7 +10,6 @@ from textual.binding import Binding
 from textual.geometry import Region
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
 
 from moai_tui.model import ClusterSnapshot, Gpu
 from moai_tui.view import (
@@ -48,43 +47,72 @@ def temp_style(theme, temp_c: float | None) -> str:
     }[band]
 
 
-class ChangeAware:
-    """Mixin: `show(key, build)` repaints only when `key` differs from the last one shown."""
+class TextPanel(Widget):
+    """A rich Text in a box whose size the CSS fixes: `show(key, build)` repaints it only when
+    `key` changed, and without a layout pass (Static.update asks for one, which repaints every
+    widget on the screen, both tables included)."""
 
-    _shown_key: object = None
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._text = Text()
+        self._key: object = None
+
+    @property
+    def content(self) -> Text:
+        return self._text
 
     def show(self, key: object, build) -> None:
-        if key != self._shown_key:
-            self._shown_key = key
-            self.update(build())
+        if key != self._key:
+            self._key = key
+            self._text = build()
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
 
-class HeaderBar(ChangeAware, Static):
+class HeaderBar(TextPanel):
     pass
 
 
-class DevicesTable(DataTable):
-    """The `smi` columns for every one of the user's accelerators; the cursor picks one."""
+class DeviceList(Widget, can_focus=True):
+    """The `smi` columns for every one of the user's accelerators; the cursor picks one.
 
-    # Fixed widths: columns that never jump, and no re-measuring on every update.
+    A few lines of text, not a DataTable: a DataTable repaints its header and every cell when
+    one cell changes, and this list changes every second."""
+
+    BINDINGS = [
+        Binding("up,k", "move(-1)", show=False),
+        Binding("down,j", "move(1)", show=False),
+        Binding("enter", "select", show=False),
+    ]
     COLUMNS = (
-        ("", "mark", 1),
-        ("Device", "device", 6),
-        ("Model", "model", 18),
-        ("Memory Usage", "used", 13),
-        ("Total Memory", "total", 13),
-        ("Utilization", "util", 11),
+        ("", 1),
+        ("Device", 6),
+        ("Model", 18),
+        ("Memory Usage", 13),
+        ("Total Memory", 13),
+        ("Utilization", 11),
     )
+    DEFAULT_CSS = "DeviceList { height: auto; }"
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = False
-        for label, key, width in self.COLUMNS:
-            self.add_column(label, key=key, width=width)
-        self._rows: dict[int, tuple] = {}
+    class Highlighted(Message):
+        def __init__(self, device: int) -> None:
+            super().__init__()
+            self.device = device
+
+    class Selected(Message):
+        def __init__(self, device: int) -> None:
+            super().__init__()
+            self.device = device
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: dict[int, tuple[str, ...]] = {}
+        self.cursor = 0
 
     def show_views(self, views: Sequence[DeviceView]) -> None:
-        wanted = {
+        rows = {
             v.device: (
                 "*" if v.current else "",
                 str(v.device),
@@ -93,36 +121,61 @@ class DevicesTable(DataTable):
                 fmt_mib(v.memory_total_mib),
                 fmt_percent(v.utilization),
             )
-            for v in views
+            for v in sorted(views, key=lambda v: v.device)
         }
-        if wanted == self._rows:
+        if rows == self.rows:
             return
-        with self.app.batch_update():
-            for device in [d for d in self._rows if d not in wanted]:
-                self.remove_row(str(device))
-                del self._rows[device]
-            for device, cells in wanted.items():
-                old = self._rows.get(device)
-                if old is None:
-                    self.add_row(*cells, key=str(device))
-                else:
-                    for (_, key, _), value, before in zip(self.COLUMNS, cells, old, strict=True):
-                        if value != before:
-                            self.update_cell(str(device), key, value)
-                self._rows[device] = cells
-            order = sorted(wanted)
-            if list(self._rows) != order:
-                self.sort("device", key=int)
-                self._rows = {d: self._rows[d] for d in order}
+        if len(rows) != len(self.rows):
+            self.styles.height = 1 + len(rows)
+        self.rows = rows
+        self.cursor = min(self.cursor, max(0, len(rows) - 1))
+        self.refresh()
+
+    def row_cells(self, device: int) -> tuple[str, ...]:
+        return self.rows[device]
 
     def selected_device(self) -> int | None:
-        if not self._rows or self.cursor_row < 0:
-            return None
-        try:
-            key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
-        except Exception:  # an empty or changing table
-            return None
-        return int(key)
+        return list(self.rows)[self.cursor] if self.rows else None
+
+    def _line(self, cells: Sequence[str]) -> str:
+        return " ".join(f" {c:<{w}}" for c, (_, w) in zip(cells, self.COLUMNS, strict=True))
+
+    def render_line(self, y: int):
+        from textual.strip import Strip
+
+        width = self.size.width
+        if y == 0:
+            text = Text(self._line([h for h, _ in self.COLUMNS]), style="bold")
+        elif y - 1 < len(self.rows):
+            cells = list(self.rows.values())[y - 1]
+            text = Text(self._line(cells))
+            if y - 1 == self.cursor:
+                text.stylize("reverse" if self.has_focus else "underline")
+        else:
+            return Strip.blank(width, self.rich_style)
+        return Strip(list(text.render(self.app.console))).crop_extend(0, width, self.rich_style)
+
+    def _move_to(self, row: int) -> None:
+        if self.rows and 0 <= row < len(self.rows) and row != self.cursor:
+            self.cursor = row
+            self.refresh()
+            self.post_message(self.Highlighted(self.selected_device()))
+
+    def action_move(self, delta: int) -> None:
+        self._move_to(max(0, min(len(self.rows) - 1, self.cursor + delta)))
+
+    def action_select(self) -> None:
+        if self.rows:
+            self.post_message(self.Selected(self.selected_device()))
+
+    def on_click(self, event) -> None:
+        self._move_to(event.y - 1)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
 class GpuMap(Widget, can_focus=True):
@@ -183,7 +236,8 @@ class GpuMap(Widget, can_focus=True):
         self._lines = (
             self._compact_lines(theme, width) if self.compact else self._detail_lines(theme, width)
         )
-        self.styles.height = len(self._lines)
+        if self.styles.height is None or self.styles.height.value != len(self._lines):
+            self.styles.height = len(self._lines)  # a layout pass: only when the count changes
         self.refresh()
 
     def _detail_lines(self, theme, width: int) -> list[Text]:
@@ -285,7 +339,7 @@ def gpu_line(gpu: Gpu, theme, bar_width: int) -> Text:
     return line
 
 
-class SidePanel(ChangeAware, Static):
+class SidePanel(TextPanel):
     """Accelerator history on a fixed 0-100 % scale, the node under the cursor, the host."""
 
 
@@ -313,3 +367,58 @@ class History:
 
     def preload(self, device: int, points: Sequence[tuple[float | None, float | None]]) -> None:
         self.devices.setdefault(device, deque(maxlen=self.length)).extend(points)
+
+
+class JobList(Widget):
+    """Jobs and processes, one line each, inside a scrolling box. Only lines whose text changed
+    are repainted: a DataTable repaints every visible cell for any change."""
+
+    COLUMNS = (
+        ("Dev", 3),
+        ("Job ID", 7),
+        ("PID", 8),
+        ("User", 8),
+        ("Command", 34),
+        ("GPU Mem", 12),
+        ("Runtime", 7),
+        ("CPU%", 4),
+        ("RSS", 7),
+    )
+    DEFAULT_CSS = "JobList { height: auto; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rows: dict[str, tuple[str, ...]] = {}
+        self._lines: list[Text] = [self._text([h for h, _ in self.COLUMNS], "bold")]
+
+    def _text(self, cells: Sequence[str], style: str = "") -> Text:
+        parts = []
+        for cell, (_, width) in zip(cells, self.COLUMNS, strict=True):
+            parts.append(f" {cell[:width]:<{width}}")
+        return Text(" ".join(parts), style=style, no_wrap=True)
+
+    def show_rows(self, rows: dict[str, tuple[str, ...]]) -> None:
+        if rows == self.rows:
+            return
+        lines = [self._lines[0], *(self._text(cells) for cells in rows.values())]
+        width = self.size.width or 200
+        if len(lines) != len(self._lines):
+            self.styles.height = len(lines)
+            self.refresh()
+        else:
+            for y, (new, old) in enumerate(zip(lines, self._lines, strict=True)):
+                if new.plain != old.plain:
+                    self.refresh(Region(0, y, width, 1))
+        self._lines = lines
+        self.rows = rows
+
+    def row_cells(self, job_id: int) -> tuple[str, ...]:
+        return self.rows[str(job_id)]
+
+    def render_line(self, y: int):
+        from textual.strip import Strip
+
+        if y >= len(self._lines):
+            return Strip.blank(self.size.width, self.rich_style)
+        segments = list(self._lines[y].render(self.app.console))
+        return Strip(segments).crop_extend(0, self.size.width, self.rich_style)

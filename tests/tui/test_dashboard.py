@@ -6,7 +6,7 @@ import asyncio
 
 from moai_tui.state import StateStore
 from moai_tui.tui.screens import ConfirmScreen, FlavorList, FlavorPicker, HelpScreen
-from moai_tui.tui.widgets import DevicesTable, GpuMap
+from moai_tui.tui.widgets import DeviceList, GpuMap
 
 from .helpers import make_app, seed_state, settle
 
@@ -25,12 +25,12 @@ async def test_shows_accelerator_gpus_jobs(config_dir):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         assert "● live" in header(app) and "Current Version: 24.5.0" in header(app)
-        table = app.query_one(DevicesTable)
-        assert table.get_row("0")[2] == "4xLarge.2048GB"
+        table = app.query_one(DeviceList)
+        assert table.row_cells(0)[2] == "4xLarge.2048GB"
         gpus = app.query_one(GpuMap)
         assert sum(len(g) for _, g in gpus.nodes) == 32 and len(gpus.nodes) == 4
-        jobs = app.query_one("#jobs")
-        assert jobs.get_row("976356")[4] == "python tutorial/train_gpt.py"
+        jobs = app.query_one("#job-list")
+        assert jobs.row_cells(976356)[4] == "python tutorial/train_gpt.py"
 
 
 async def test_q_quits(config_dir):
@@ -103,13 +103,13 @@ async def test_d_and_enter_make_selected_device_current(config_dir):
     app = make_app(config_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)
-        app.query_one(DevicesTable).focus()
+        app.query_one(DeviceList).focus()
         await pilot.press("down", "d")
         await _until(pilot, lambda: state(config_dir).current == 1)
         await pilot.press("down", "enter")
         await _until(pilot, lambda: state(config_dir).current == 2)
         await settle(pilot, app, app.backend.samples + 1)
-        assert app.query_one(DevicesTable).get_row("2")[0] == "*"
+        assert app.query_one(DeviceList).row_cells(2)[0] == "*"
 
 
 async def test_click_selects_device_row(config_dir):
@@ -117,9 +117,9 @@ async def test_click_selects_device_row(config_dir):
     app = make_app(config_dir)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot, app)
-        await pilot.click(DevicesTable, offset=(10, 2))
+        await pilot.click(DeviceList, offset=(10, 2))
         await pilot.pause()
-        assert app.query_one(DevicesTable).selected_device() == 1
+        assert app.query_one(DeviceList).selected_device() == 1
         assert "Device 1" in app.query_one("#side").content.plain
 
 
@@ -151,7 +151,7 @@ async def test_f_opens_picker_on_current_flavor_and_switches(config_dir):
         await _until(pilot, lambda: _flavor(config_dir) == "4xLarge.2048GB")
         assert not isinstance(app.screen, FlavorPicker)
         await settle(pilot, app, app.backend.samples + 1)
-        assert app.query_one(DevicesTable).get_row("0")[2] == "4xLarge.2048GB"
+        assert app.query_one(DeviceList).row_cells(0)[2] == "4xLarge.2048GB"
 
 
 async def picker_after(config_dir, keys, flavor="xLarge.512GB", running=False, catalog=None):
@@ -288,7 +288,7 @@ async def test_backend_that_raises_keeps_last_data_marked_stale(config_dir):
         app.backend.fail = RuntimeError("exporter on fire")
         await _until(pilot, lambda: "STALE" in header(app))
         assert "RuntimeError: exporter on fire" in header(app)
-        assert app.sample is good and app.query_one(DevicesTable).get_row("0")[5] != "-"
+        assert app.sample is good and app.query_one(DeviceList).row_cells(0)[5] != "-"
         count = app.backend.samples
         await _until(pilot, lambda: app.backend.samples > count + 1)  # keeps retrying
         app.backend.fail = None
@@ -322,7 +322,7 @@ async def test_switch_in_another_terminal_shows_within_one_refresh(config_dir):
 
         assert run_cli("switch", "-M", "Large.256GB").returncode == 0
         await _until(
-            pilot, lambda: app.query_one(DevicesTable).get_row("0")[2] == "Large.256GB", timeout=2
+            pilot, lambda: app.query_one(DeviceList).row_cells(0)[2] == "Large.256GB", timeout=2
         )
 
 

@@ -1,0 +1,171 @@
+"""Dashboard cost at 1 Hz in 120x40 pseudo-terminals: CPU over a window for Small, 4xLarge and
+48xLarge beside the naive baseline (all running in the same window), time to first full frame,
+key press to flavor picker (p50, p95), resident memory; optionally a long soak for growth."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import median, moai_command, p95
+from benchmarks.pty_app import PtyApp
+
+FLAVORS = {"Small": "Small.64GB", "4xLarge": "4xLarge.2048GB", "48xLarge": "48xLarge.24576GB"}
+NAIVE_ROWS = {"naive 32 rows": 32, "naive 384 rows": 384}
+
+
+def seeded_config(flavor: str) -> str:
+    """A config dir whose device 0 has `flavor` and a simulated job running on it."""
+    directory = tempfile.mkdtemp(prefix="moai-bench-")
+    env = {**os.environ, "MOAI_TUI_CONFIG_DIR": directory}
+    import subprocess
+
+    subprocess.run(
+        [*moai_command(), "switch", "-M", flavor], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        [*moai_command(), "sim", "start", "python train.py"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return directory
+
+
+def start_dashboard(flavor: str) -> PtyApp:
+    config = seeded_config(flavor)
+    return PtyApp(
+        [*moai_command(), "--backend", "simulator", "--interval", "1"],
+        {"MOAI_TUI_CONFIG_DIR": config},
+    )
+
+
+def run(window: float = 20.0, presses: int = 20, soak: float = 0.0) -> list[dict]:
+    rows: list[dict] = []
+    apps: dict[str, PtyApp] = {}
+    first_frame: dict[str, float] = {}
+    try:
+        for name, flavor in FLAVORS.items():
+            app = apps[name] = start_dashboard(flavor)
+            app.wait_for("● live")  # drawn with the first sample's data
+            first_frame[name] = time.perf_counter() - app.started
+        for name, count in NAIVE_ROWS.items():
+            apps[name] = PtyApp(
+                [sys.executable, str(Path(__file__).with_name("naive_app.py")), str(count)], {}
+            )
+        time.sleep(3.0)  # past start-up: measure the steady state
+        before = {name: app.cpu_seconds() for name, app in apps.items()}
+        started = time.perf_counter()
+        time.sleep(window)
+        elapsed = time.perf_counter() - started
+        cpu = {
+            name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed for name, app in apps.items()
+        }
+        rss = {name: app.rss_mb() for name, app in apps.items()}
+        for name in NAIVE_ROWS:
+            apps.pop(name).stop()
+        baseline = {
+            "Small": "naive 32 rows",
+            "4xLarge": "naive 32 rows",
+            "48xLarge": "naive 384 rows",
+        }
+        targets = {
+            "4xLarge": ("<= 0.5x naive", lambda v, b: v <= 0.5 * b),
+            "48xLarge": ("< 3 % of a core", lambda v, b: v < 3.0),
+        }
+        for name in FLAVORS:
+            base = cpu[baseline[name]]
+            target, check = targets.get(name, ("", None))
+            rows.append(
+                {
+                    "figure": f"dashboard CPU at 1 Hz, {name} (120x40)",
+                    "value": f"{cpu[name]:.2f} % core",
+                    "baseline": f"{baseline[name]}: {base:.2f} %",
+                    "ratio": f"{cpu[name] / base:.2f}x",
+                    "target": target,
+                    "ok": check(cpu[name], base) if check else None,
+                }
+            )
+        for name in FLAVORS:
+            rows.append(
+                {
+                    "figure": f"first full frame, {name}",
+                    "value": f"{first_frame[name] * 1000:.0f} ms",
+                    "baseline": "",
+                    "ratio": "",
+                    "target": "< 500 ms",
+                    "ok": first_frame[name] < 0.5,
+                }
+            )
+        rows.append(
+            {
+                "figure": "resident memory, 48xLarge",
+                "value": f"{rss['48xLarge']:.1f} MB",
+                "baseline": f"naive 384 rows: {rss['naive 384 rows']:.1f} MB",
+                "ratio": f"{rss['48xLarge'] / rss['naive 384 rows']:.2f}x",
+                "target": "< 60 MB",
+                "ok": rss["48xLarge"] < 60,
+            }
+        )
+        latencies = picker_latencies(apps["4xLarge"], presses)
+        rows.append(
+            {
+                "figure": "key press to picker drawn (4xLarge)",
+                "value": f"p50 {median(latencies) * 1000:.1f} ms, "
+                f"p95 {p95(latencies) * 1000:.1f} ms",
+                "baseline": "",
+                "ratio": "",
+                "target": "p95 < 50 ms",
+                "ok": p95(latencies) < 0.05,
+            }
+        )
+        if soak > 0:
+            rows += soak_rows(apps["48xLarge"], soak)
+    finally:
+        for app in apps.values():
+            app.stop()
+    return rows
+
+
+def picker_latencies(app: PtyApp, presses: int) -> list[float]:
+    """Time from writing 'f' to the picker's title arriving on the terminal."""
+    latencies = []
+    for _ in range(presses):
+        mark = app.mark()
+        sent = time.perf_counter()
+        app.send(b"f")
+        app.wait_for("choose a flavor", since=mark, timeout=5)
+        latencies.append(time.perf_counter() - sent)
+        mark = app.mark()
+        app.send(b"\x1b")
+        time.sleep(0.3)
+    return latencies
+
+
+def soak_rows(app: PtyApp, seconds: float) -> list[dict]:
+    """Resident memory every minute for `seconds`: growth must be flat."""
+    samples = [(0.0, app.rss_mb())]
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        time.sleep(min(60.0, seconds))
+        samples.append((time.perf_counter() - started, app.rss_mb()))
+    first_after_warmup = samples[min(5, len(samples) - 1)][1]  # after 5 minutes
+    growth = samples[-1][1] - first_after_warmup
+    return [
+        {
+            "figure": f"resident memory, 48xLarge, after {samples[-1][0] / 60:.0f} min",
+            "value": f"{samples[-1][1]:.1f} MB",
+            "baseline": f"at 5 min: {first_after_warmup:.1f} MB",
+            "ratio": f"{samples[-1][1] / first_after_warmup:.3f}x",
+            "target": "flat (< 2 MB growth)",
+            "ok": growth < 2.0,
+        }
+    ]
+
+
+if __name__ == "__main__":
+    for row in run(float(os.environ.get("WINDOW", "20"))):
+        print(row)
