@@ -318,9 +318,20 @@ def cmd_record(ctx: Context, args, out) -> int:
 
 # entry -------------------------------------------------------------------------------------
 def run_dashboard(ctx: Context, args) -> int:
-    from moai_tui.tui.app import run_dashboard as run_app
+    """Check the options, start the first sample, and only then import the UI: the sample
+    runs while Textual loads, so the first frame already shows data."""
+    from moai_tui.config import MIN_INTERVAL
+    from moai_tui.sampling import HostProbe, Sampler
 
-    return run_app(ctx, args.interval, args.theme)
+    interval = args.interval if args.interval is not None else ctx.config.interval
+    if not interval >= MIN_INTERVAL:
+        raise UsageError(f"--interval must be at least {MIN_INTERVAL} seconds")
+    ctx.catalog  # a bad catalog is reported before the screen changes  # noqa: B018
+    sampler = Sampler(ctx, HostProbe())
+    first = sampler.first()
+    from moai_tui.tui.app import run_app
+
+    return run_app(ctx, interval, args.theme, sampler, first)
 
 
 COMMANDS = {

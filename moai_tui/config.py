@@ -10,6 +10,7 @@ from moai_tui.compat import tomllib
 from moai_tui.errors import UsageError
 
 CONFIG_DIR_ENV = "MOAI_TUI_CONFIG_DIR"
+MIN_INTERVAL = 0.25  # seconds between dashboard refreshes, at the fastest
 
 
 def config_dir() -> Path:

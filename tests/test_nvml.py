@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from fake_nvml import FakeNvml
@@ -153,6 +154,6 @@ def test_local_catalog_and_bigger_flavors_refused(monkeypatch, config_dir, capsy
 
 
 def _moai_catalog() -> str:
-    from importlib import resources
+    import moai_tui.catalog
 
-    return str(resources.files("moai_tui.catalogs").joinpath("moai.toml"))
+    return str(Path(moai_tui.catalog.__file__).parent / "catalogs" / "moai.toml")

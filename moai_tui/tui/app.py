@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import Future
 from functools import partial
 
 from rich.text import Text
@@ -28,10 +28,10 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from moai_tui import actions
+from moai_tui.config import MIN_INTERVAL
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, UsageError
-from moai_tui.model import ClusterSnapshot
-from moai_tui.state import State, prune_dead_jobs
+from moai_tui.sampling import Outcome, Sample, Sampler
 from moai_tui.text.smi import safe_command
 from moai_tui.text.switch import SUCCESS
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
@@ -47,7 +47,6 @@ from moai_tui.tui.widgets import (
 )
 from moai_tui.view import (
     DeviceView,
-    device_views,
     fmt_bytes,
     fmt_duration,
     fmt_mib,
@@ -56,56 +55,18 @@ from moai_tui.view import (
     sparkline,
 )
 
-MIN_INTERVAL = 0.25
 MIN_SIZE = (60, 15)
 JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
 
 
-@dataclass(frozen=True)
-class Sample:
-    snapshot: ClusterSnapshot
-    state: State
-    views: tuple[DeviceView, ...]
-    host_cpu: float | None = None
-    host_mem: float | None = None
-    processes: dict = field(default_factory=dict)  # pid -> (cpu %, rss bytes), local only
-    took: float = 0.0
-
-
 class Sampled(Message):
-    def __init__(self, sample: Sample | None, error: str | None = None):
+    def __init__(self, outcome: Outcome):
         super().__init__()
-        self.sample = sample
-        self.error = error
+        self.sample = outcome.sample
+        self.error = outcome.error
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Sampled)
-
-
-class HostProbe:
-    """The host's CPU and memory and local processes' CPU% / RSS, via psutil (in the worker)."""
-
-    def __init__(self):
-        import psutil
-
-        self.psutil = psutil
-        self.processes: dict[int, object] = {}
-        psutil.cpu_percent(None)
-
-    def host(self) -> tuple[float, float]:
-        return self.psutil.cpu_percent(None), self.psutil.virtual_memory().percent
-
-    def process(self, pid: int) -> tuple[float, int] | None:
-        process = self.processes.get(pid)
-        try:
-            if process is None:
-                process = self.processes[pid] = self.psutil.Process(pid)
-                process.cpu_percent(None)  # the first reading primes the counter
-            with process.oneshot():
-                return process.cpu_percent(None), process.memory_info().rss
-        except self.psutil.Error:
-            self.processes.pop(pid, None)
-            return None
 
 
 class MoaiApp(App[int]):
@@ -140,7 +101,8 @@ class MoaiApp(App[int]):
         ctx: Context,
         interval: float = 1.0,
         theme: str | None = None,
-        host_probe: Callable[[], HostProbe] | None = HostProbe,
+        sampler: Sampler | None = None,
+        first: Future | None = None,
         hang_after: float | None = None,
     ):
         super().__init__()
@@ -149,7 +111,8 @@ class MoaiApp(App[int]):
         self.interval = max(MIN_INTERVAL, interval)
         self.hang_after = hang_after
         self.requested_theme = theme
-        self.host_probe = host_probe() if host_probe else None
+        self.sampler = sampler or Sampler(ctx, host_probe=None)
+        self._first = first  # a sample started before the UI, if any
         self.history = History()
         self.sample: Sample | None = None
         self.error: str | None = None
@@ -157,7 +120,6 @@ class MoaiApp(App[int]):
         self.in_flight_since: float | None = None  # set by the poller thread
         self._wake = threading.Event()
         self.host_name = socket.gethostname()
-        self._state_seen: tuple[float | None, State] | None = None
         self.our_themes: list[str] = []
 
     # Layout ---------------------------------------------------------------------------------
@@ -195,6 +157,9 @@ class MoaiApp(App[int]):
         notice = getattr(self.backend, "notice", None)
         if notice:
             self._notice(notice)
+        if self._first is not None and self._first.done():  # data in the very first frame
+            self.on_sampled(Sampled(self._first.result()))
+            self._first = None
         self._poll_loop()
         self.set_interval(1.0, self._watch)
         loop = asyncio.get_running_loop()
@@ -236,40 +201,16 @@ class MoaiApp(App[int]):
         the last sample has been handed over (a worker per tick cost more than the sample)."""
         worker = get_current_worker()
         while not worker.is_cancelled:
-            if not self.paused:
+            if self._first is not None:
+                outcome, self._first = self._first.result(), None
+                self.post_message(Sampled(outcome))
+            elif not self.paused:
                 self.in_flight_since = time.monotonic()
-                sampled = self._take_sample()
+                outcome = self.sampler.take()
                 self.in_flight_since = None
-                self.post_message(sampled)
+                self.post_message(Sampled(outcome))
             self._wake.wait(self.interval)
             self._wake.clear()
-
-    def _take_sample(self) -> Sampled:
-        started = time.monotonic()
-        try:
-            state = prune_dead_jobs(self._load_state())
-            snapshot = self.backend.sample(state.jobs)
-            views = tuple(device_views(state.devices, state.current, self.ctx.flavors, snapshot))
-            host_cpu = host_mem = None
-            processes = {}
-            if self.host_probe is not None:
-                host_cpu, host_mem = self.host_probe.host()
-                if snapshot.backend == "nvml":  # only then are the pids this machine's
-                    for job in snapshot.jobs:
-                        stats = self.host_probe.process(job.pid)
-                        if stats is not None:
-                            processes[job.pid] = stats
-            took = time.monotonic() - started
-            return Sampled(Sample(snapshot, state, views, host_cpu, host_mem, processes, took))
-        except Exception as error:  # any backend failure: keep the last data, say why
-            return Sampled(None, f"{type(error).__name__}: {error}")
-
-    def _load_state(self) -> State:
-        """Re-read the state file only when it changed (a switch in another terminal)."""
-        mtime = self.ctx.store.mtime()
-        if self._state_seen is None or self._state_seen[0] != mtime or mtime is None:
-            self._state_seen = (mtime, self.ctx.store.load())
-        return self._state_seen[1]
 
     def on_sampled(self, message: Sampled) -> None:
         if message.sample is not None:
@@ -510,17 +451,15 @@ class MoaiApp(App[int]):
         self.poll()
 
 
-def run_dashboard(ctx: Context, interval: float | None, theme: str | None) -> int:
-    """Open the backend before the UI starts, then run the app; errors come back as text."""
-    chosen = interval if interval is not None else ctx.config.interval
-    if not chosen >= MIN_INTERVAL:
-        raise UsageError(f"--interval must be at least {MIN_INTERVAL} seconds")
-    ctx.catalog  # load and validate before the screen changes  # noqa: B018
+def run_app(
+    ctx: Context, interval: float, theme: str | None, sampler: Sampler, first: Future
+) -> int:
+    """Run the dashboard; a bad theme name is refused before the screen changes."""
     themes = load_themes()
     wanted = theme or ctx.config.theme
     if wanted and wanted not in themes:
         raise UsageError(f"unknown theme {wanted!r}: choose one of {', '.join(sorted(themes))}")
-    app = MoaiApp(ctx, chosen, wanted)
+    app = MoaiApp(ctx, interval, wanted, sampler, first)
     app.run()
     return app.return_code or 0
 

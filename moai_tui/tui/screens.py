@@ -62,7 +62,7 @@ class FlavorPicker(ModalScreen[str | None]):
         Binding("enter", "choose", "switch", show=True),
     ]
     DEFAULT_CSS = """
-    FlavorPicker { align: center middle; }
+    FlavorPicker { align: center middle; background: $background; }
     FlavorPicker > Vertical {
         width: auto; max-width: 100%; height: auto; max-height: 90%;
         border: thick $primary; background: $surface; padding: 0 1;

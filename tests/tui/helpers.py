@@ -65,7 +65,7 @@ class CountingSimulator(SimulatorBackend):
 def make_app(directory: Path, t: float = T0, interval: float = 1.0, **kwargs) -> MoaiApp:
     ctx = Context(backend_spec="simulator")
     ctx.backend = CountingSimulator(t)
-    return MoaiApp(ctx, interval, host_probe=None, **kwargs)
+    return MoaiApp(ctx, interval, **kwargs)
 
 
 async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
