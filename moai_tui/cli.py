@@ -17,7 +17,8 @@ from moai_tui.model import JobRequest
 from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
 
 PROG = "moai-tui"
-BACKEND_HELP = "auto (default), simulator, snapshot:FILE"
+BACKEND_HELP = "auto (default), simulator, nvml, prometheus, replay:FILE[@SPEED], snapshot:FILE"
+PROMETHEUS_HELP = "Prometheus server for --backend prometheus (or MOAI_TUI_PROMETHEUS_URL)"
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 # Exact messages of the MoAI tools (moreh-cli.md); scripts compare them.
 RELEASE_OK = "Device release success."
@@ -40,12 +41,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--backend", help=BACKEND_HELP)
     parser.add_argument("--catalog", type=Path, help=CATALOG_HELP)
+    parser.add_argument("--prometheus-url", metavar="URL", help=PROMETHEUS_HELP)
     parser.add_argument("--interval", type=float, help="seconds between refreshes (>= 0.25)")
     parser.add_argument("--theme", help="theme name (see themes/)")
     # The same options after a subcommand; SUPPRESS keeps a value given before it.
     common = ArgumentParser(add_help=False)
     common.add_argument("--backend", default=argparse.SUPPRESS, help=BACKEND_HELP)
     common.add_argument("--catalog", type=Path, default=argparse.SUPPRESS, help=CATALOG_HELP)
+    common.add_argument(
+        "--prometheus-url", metavar="URL", default=argparse.SUPPRESS, help=PROMETHEUS_HELP
+    )
     sub = parser.add_subparsers(dest="command", parser_class=ArgumentParser)
 
     smi = sub.add_parser("smi", parents=[common], help="status table, as moreh-smi prints it")
@@ -75,6 +80,17 @@ def build_parser() -> ArgumentParser:
     rec.add_argument("--out", required=True, type=Path, help="file to write")
     rec.add_argument("--seconds", type=float, default=60.0, help="how long (default 60)")
     rec.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+
+    exporter = sub.add_parser(
+        "exporter", parents=[common], help="serve samples as dcgm-exporter metrics for Prometheus"
+    )
+    exporter.add_argument(
+        "--listen",
+        default="127.0.0.1:9400",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:9400, loopback only)",
+    )
+    exporter.add_argument("--node", help="serve only this node of the cluster")
 
     sim = sub.add_parser("sim", help="start or stop simulated jobs on your accelerator")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=ArgumentParser)
@@ -316,6 +332,19 @@ def cmd_record(ctx: Context, args, out) -> int:
     return 0
 
 
+def cmd_exporter(ctx: Context, args, out) -> int:
+    from moai_tui.exporter import serve
+
+    def sample():
+        return ctx.backend.sample(prune_dead_jobs(ctx.store.load()).jobs)
+
+    def announce(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    return serve(sample, args.listen, args.node, announce)
+
+
 # entry -------------------------------------------------------------------------------------
 def run_dashboard(ctx: Context, args) -> int:
     """Check the options, start the first sample, and only then import the UI: the sample
@@ -341,6 +370,7 @@ COMMANDS = {
     "sim": cmd_sim,
     "run": cmd_run,
     "record": cmd_record,
+    "exporter": cmd_exporter,
 }
 
 
@@ -348,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        ctx = Context(backend_spec=args.backend, catalog_path=args.catalog)
+        ctx = Context(
+            backend_spec=args.backend, catalog_path=args.catalog, prometheus_url=args.prometheus_url
+        )
         if args.command is None:
             return run_dashboard(ctx, args)
         return COMMANDS[args.command](ctx, args, out)

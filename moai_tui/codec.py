@@ -63,6 +63,7 @@ def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
             for n in snapshot.nodes
         ],
         "jobs": [{**asdict(j), "gpus": list(j.gpus)} for j in snapshot.jobs],
+        "attached": snapshot.attached,
     }
 
 
@@ -125,4 +126,5 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
         version_current=str(version.get("current", "-")),
         version_latest=str(version.get("latest", "-")),
         host=str(data.get("host", "")),
+        attached=bool(data.get("attached", False)),
     )

@@ -19,6 +19,7 @@ CATALOG_ENV = "MOAI_TUI_CATALOG"
 class Context:
     backend_spec: str | None = None
     catalog_path: Path | None = None
+    prometheus_url: str | None = None
 
     @cached_property
     def directory(self) -> Path:
@@ -45,7 +46,9 @@ class Context:
     def backend(self):
         from moai_tui.backends import open_backend
 
-        return open_backend(self.backend_spec or self.config.backend, self.config)
+        return open_backend(
+            self.backend_spec or self.config.backend, self.config, self.prometheus_url
+        )
 
     @cached_property
     def store(self) -> StateStore:

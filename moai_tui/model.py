@@ -5,7 +5,7 @@ No textual, no I/O: backends produce these, view functions read them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,9 @@ class ClusterSnapshot:
     version_current: str = "-"
     version_latest: str = "-"
     host: str = ""
-    notes: tuple[str, ...] = field(default=())
+    # True where the user's accelerators are views onto the cluster itself (Prometheus): a
+    # device then shows its flavor's first nodes whether or not a job of the user's runs.
+    attached: bool = False
 
     def gpu_map(self) -> dict[str, Gpu]:
         return {gpu.location: gpu for node in self.nodes for gpu in node.gpus}

@@ -22,14 +22,15 @@ class DeviceView:
     flavor_name: str
     flavor: Flavor | None
     job: Job | None
-    gpus: tuple[Gpu, ...]  # the GPUs the running job holds, in cluster order
+    gpus: tuple[Gpu, ...]  # the GPUs the device holds now (its job's, or its nodes'), in order
     memory_used_mib: int | None
     memory_total_mib: int | None
     utilization: float | None
 
     @property
-    def running(self) -> bool:
-        return self.job is not None and not self.job.waiting
+    def active(self) -> bool:
+        """Holding GPUs: a job runs on it, or it is a view onto the cluster's nodes."""
+        return bool(self.gpus)
 
 
 def mean(values: Sequence[float | None]) -> float | None:
@@ -48,13 +49,18 @@ def device_views(
     for device in sorted(devices, key=lambda d: d.id):
         flavor = flavors.get(device.flavor)
         job = snapshot.job_on_device(device.id)
-        gpus = tuple(gpu_map[loc] for loc in job.gpus if loc in gpu_map) if job else ()
+        if job is not None:
+            gpus = () if job.waiting else tuple(gpu_map[loc] for loc in job.gpus if loc in gpu_map)
+        elif snapshot.attached and flavor is not None:
+            gpus = tuple(g for n in snapshot.nodes[: flavor.nodes] for g in n.gpus)[: flavor.gpus]
+        else:
+            gpus = ()
         used = total = util = None
-        if job is not None and not job.waiting:
+        if gpus:
             known_used = [g.mem_used_mib for g in gpus if g.mem_used_mib is not None]
             used = sum(known_used) if known_used else None
             totals = [g.mem_total_mib for g in gpus]
-            if gpus and all(t is not None for t in totals):
+            if all(t is not None for t in totals):
                 total = sum(totals)
             elif flavor is not None:
                 total = flavor.total_mib

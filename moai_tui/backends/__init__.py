@@ -13,7 +13,7 @@ from moai_tui.config import Config
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import ClusterSnapshot, JobRequest
 
-NAMES = ("auto", "simulator", "nvml", "replay:FILE[@SPEED]", "snapshot:FILE")
+NAMES = ("auto", "simulator", "nvml", "prometheus", "replay:FILE[@SPEED]", "snapshot:FILE")
 
 
 class Backend(Protocol):
@@ -50,8 +50,12 @@ def simulator_from(config: Config):
     )
 
 
-def open_backend(spec: str, config: Config) -> Backend:
+def open_backend(spec: str, config: Config, prometheus_url: str | None = None) -> Backend:
     kind, _, argument = spec.partition(":")
+    if kind == "prometheus":  # "prometheus" or "prometheus:URL"
+        from moai_tui.backends.prometheus import PrometheusBackend
+
+        return PrometheusBackend.from_config(argument or prometheus_url, config.prometheus)
     if kind == "auto" and not argument:
         return auto_backend(config)
     if kind == "simulator" and not argument:

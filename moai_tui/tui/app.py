@@ -280,7 +280,7 @@ class MoaiApp(App[int]):
         room = max(3, self.gpu_scroll.size.height)
         if view is None:
             gpu_map.set_gpus((), "no devices", room)
-        elif not view.running:
+        elif not view.active:
             waiting = view.job is not None and view.job.waiting
             message = f"Device {view.device} ({view.flavor_name}): " + (
                 "job waiting for free GPUs..."

@@ -247,7 +247,10 @@ class GpuMap(Widget, can_focus=True):
         lines = []
         for number, (node, gpus) in enumerate(self.nodes):
             marker = "▶ " if number == self.cursor and self.has_focus else "  "
-            lines.append(Text(f"{marker}{node}", style="bold"))
+            header = Text(f"{marker}{node}", style="bold")
+            if gpus and all(g.lost for g in gpus):
+                header.append("  down: its exporter is not answering", style=theme.error or "red")
+            lines.append(header)
             for gpu in gpus:
                 lines.append(gpu_line(gpu, theme, bar_width))
         return lines
@@ -268,6 +271,10 @@ class GpuMap(Widget, can_focus=True):
                         sparkline([gpu.util], 1) if gpu.util else "·",
                         style=load_style(theme, gpu.util),
                     )
+            if gpus and all(g.lost for g in gpus):
+                line.append(" down", style=f"bold {theme.error or 'red'}")
+                lines.append(line)
+                continue
             util = mean([g.util for g in gpus if not g.lost])
             used = sum(g.mem_used_mib or 0 for g in gpus)
             total = sum(g.mem_total_mib or 0 for g in gpus)

@@ -1,0 +1,213 @@
+"""With a real Prometheus server (Debian's package, installed by .ci/run) scraping several
+`moai-tui exporter` processes, each one node of the simulated cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import FROZEN, moai_exe
+
+from moai_tui.backends.prometheus import PrometheusBackend
+from moai_tui.context import Context
+from moai_tui.tui.app import MoaiApp
+
+PROMETHEUS = shutil.which("prometheus")
+assert PROMETHEUS, "prometheus is required (installed by .ci/run)"
+NODES = ["node00", "node01", "node02", "node03"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Cluster:
+    """Exporters for NODES and a Prometheus scraping them every second, all on loopback."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            "MOAI_TUI_CONFIG_DIR": str(workdir / "config"),
+            "MOAI_TUI_SIM_TIME": FROZEN,
+        }
+        self.ports = {node: free_port() for node in NODES}
+        self.exporters = {node: self.start_exporter(node) for node in NODES}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.storage = tempfile.mkdtemp(dir=workdir)
+        targets = ", ".join(f'"127.0.0.1:{p}"' for p in self.ports.values())
+        (workdir / "prom.yml").write_text(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
+            "scrape_configs:\n  - job_name: moai\n"
+            f"    static_configs: [{{targets: [{targets}]}}]\n"
+        )
+        self.prometheus = None
+        self.start_prometheus()
+
+    def start_exporter(self, node: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                moai_exe(),
+                "exporter",
+                "--backend",
+                "simulator",
+                "--node",
+                node,
+                "--listen",
+                f"127.0.0.1:{self.ports[node]}",
+            ],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def start_prometheus(self) -> None:
+        self.prometheus = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={self.workdir / 'prom.yml'}",
+                f"--storage.tsdb.path={self.storage}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def query(self, promql: str) -> list:
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={promql}", timeout=2) as r:
+            return json.load(r)["data"]["result"]
+
+    def wait_until_up(self, count: int, timeout: float = 40.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                up = [s for s in self.query("up") if s["value"][1] == "1"]
+                gpus = self.query("DCGM_FI_DEV_GPU_UTIL")
+                if len(up) == count and len(gpus) == 8 * count:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"Prometheus never saw {count} exporters up")
+
+    def stop(self) -> None:
+        for process in [*self.exporters.values(), self.prometheus]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    running = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        running.wait_until_up(len(NODES))
+        yield running
+    finally:
+        running.stop()
+
+
+def cli(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [moai_exe(), *args], capture_output=True, text=True, env=cluster.env, timeout=60
+    )
+
+
+def test_smi_shows_the_simulators_totals(cluster):
+    assert cli(cluster, "switch", "-M", "4xLarge.2048GB").returncode == 0
+    via = json.loads(
+        cli(
+            cluster, "smi", "--json", "--backend", "prometheus", "--prometheus-url", cluster.url
+        ).stdout
+    )
+    truth = json.loads(cli(cluster, "smi", "--json", "--backend", "simulator").stdout)
+    gpus = [g for n in truth["cluster"]["nodes"] if n["name"] in NODES for g in n["gpus"]]
+    device = via["devices"][0]
+    assert device["flavor"] == "4xLarge.2048GB"
+    assert device["memory_used_mib"] == sum(g["mem_used_mib"] for g in gpus)
+    assert device["memory_total_mib"] == sum(g["mem_total_mib"] for g in gpus)
+    assert device["utilization"] == pytest.approx(
+        sum(g["util"] for g in gpus) / len(gpus), abs=0.06
+    )
+    assert [n["name"] for n in via["cluster"]["nodes"]] == NODES
+    awk = subprocess.run(
+        ["awk", "-F", "|", '/\\*/ {gsub(/[^0-9]/,"",$5); print $5}'],
+        input=cli(
+            cluster, "smi", "--backend", "prometheus", "--prometheus-url", cluster.url
+        ).stdout,
+        capture_output=True,
+        text=True,
+    )
+    assert awk.stdout.strip() == str(device["memory_used_mib"])
+
+
+def test_refresh_is_two_queries(cluster):
+    backend = PrometheusBackend.from_config(cluster.url, {})
+    backend.sample()
+    before = backend.client.queries
+    snapshot = backend.sample()
+    assert backend.client.queries - before == 2
+    assert sum(len(n.gpus) for n in snapshot.nodes) == 32
+
+
+async def _until(pilot, predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    assert predicate(), "condition not reached in time"
+
+
+def dashboard(cluster) -> MoaiApp:
+    os.environ["MOAI_TUI_CONFIG_DIR"] = cluster.env["MOAI_TUI_CONFIG_DIR"]
+    return MoaiApp(Context(backend_spec="prometheus", prometheus_url=cluster.url), 0.5)
+
+
+async def test_killed_exporter_shows_its_node_down(cluster, monkeypatch):
+    monkeypatch.setenv("MOAI_TUI_CONFIG_DIR", cluster.env["MOAI_TUI_CONFIG_DIR"])
+    app = dashboard(cluster)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None, 10)
+        assert all(n.up for n in app.sample.snapshot.nodes)
+        cluster.exporters["node02"].kill()
+        cluster.exporters["node02"].wait()
+
+        def node02_down() -> bool:
+            nodes = {n.name: n for n in app.sample.snapshot.nodes}
+            return "node02" in nodes and not nodes["node02"].up
+
+        await _until(pilot, node02_down, 20)
+        lines = "\n".join(line.plain for line in app.gpu_map._lines)
+        assert "node02" in lines and "down" in lines
+        cluster.exporters["node02"] = cluster.start_exporter("node02")
+        await _until(pilot, lambda: all(n.up for n in app.sample.snapshot.nodes), 30)
+
+
+async def test_prometheus_stopped_then_restarted(cluster, monkeypatch):
+    monkeypatch.setenv("MOAI_TUI_CONFIG_DIR", cluster.env["MOAI_TUI_CONFIG_DIR"])
+    app = dashboard(cluster)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _until(pilot, lambda: app.sample is not None, 10)
+        good = app.sample
+        cluster.prometheus.send_signal(signal.SIGTERM)
+        cluster.prometheus.wait(10)
+        await _until(pilot, lambda: "STALE" in app.header.content.plain, 10)
+        assert "connection refused" in app.header.content.plain
+        assert app.sample is good and app.is_running  # last data kept, no crash
+        cluster.start_prometheus()
+        await _until(pilot, lambda: "STALE" not in app.header.content.plain, 45)
+        assert app.sample is not good
