@@ -357,7 +357,7 @@ def run_dashboard(ctx: Context, args) -> int:
         raise UsageError(f"--interval must be at least {MIN_INTERVAL} seconds")
     ctx.catalog  # a bad catalog is reported before the screen changes  # noqa: B018
     sampler = Sampler(ctx, HostProbe())
-    first = sampler.first()
+    first = sampler.first(history_s=600.0, step=interval)
     from moai_tui.tui.app import run_app
 
     return run_app(ctx, interval, args.theme, sampler, first)

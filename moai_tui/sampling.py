@@ -27,10 +27,11 @@ class Sample:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A sample, or the error that stood in its way."""
+    """A sample, or the error that stood in its way; the first one may bring history."""
 
     sample: Sample | None
     error: str | None = None
+    history: tuple[tuple[float | None, float | None], ...] = ()
 
 
 class HostProbe:
@@ -94,10 +95,27 @@ class Sampler:
             self._state_seen = (mtime, self.ctx.store.load())
         return self._state_seen[1]
 
-    def first(self) -> Future:
+    def take_first(self, history_s: float, step: float) -> Outcome:
+        """The first sample, with the current device's recent history where the backend keeps
+        one (Prometheus): the graphs are full the moment the dashboard opens."""
+        outcome = self.take()
+        history = getattr(self.ctx.backend, "history", None)
+        if outcome.sample is None or history is None:
+            return outcome
+        current = next((v for v in outcome.sample.views if v.current), None)
+        nodes = list(dict.fromkeys(g.node for g in current.gpus)) if current else []
+        try:
+            points = tuple(history(nodes, history_s, step))
+        except Exception:  # history is a nicety: the live sample stands without it
+            return outcome
+        return Outcome(outcome.sample, history=points)
+
+    def first(self, history_s: float, step: float) -> Future:
         """Start the first sample now, on its own thread, to overlap the UI's start-up."""
         future: Future = Future()
         threading.Thread(
-            target=lambda: future.set_result(self.take()), name="first-sample", daemon=True
+            target=lambda: future.set_result(self.take_first(history_s, step)),
+            name="first-sample",
+            daemon=True,
         ).start()
         return future

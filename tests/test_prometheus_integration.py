@@ -211,3 +211,15 @@ async def test_prometheus_stopped_then_restarted(cluster, monkeypatch):
         cluster.start_prometheus()
         await _until(pilot, lambda: "STALE" not in app.header.content.plain, 45)
         assert app.sample is not good
+
+
+def test_dashboard_opens_with_history_from_query_range(cluster, monkeypatch):
+    monkeypatch.setenv("MOAI_TUI_CONFIG_DIR", cluster.env["MOAI_TUI_CONFIG_DIR"])
+    ctx = Context(backend_spec="prometheus", prometheus_url=cluster.url)
+    from moai_tui.sampling import Sampler
+
+    outcome = Sampler(ctx, None).take_first(history_s=60.0, step=1.0)
+    assert outcome.sample is not None and len(outcome.history) >= 5
+    util = [u for u, _ in outcome.history if u is not None]
+    truth = outcome.sample.views[0].utilization
+    assert util and util[-1] == pytest.approx(truth, abs=0.1)  # frozen clock: flat history

@@ -249,3 +249,18 @@ def test_history_range_queries(canned):
     }
     canned.replies["metrics"] = (200, json.dumps(matrix).encode())
     assert b.history(["n1"], 60, 1) == [(10.0, 10.0), (20.0, 20.0)]
+
+
+def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
+    both = [
+        series("DCGM_FI_DEV_GPU_UTIL", 10, Hostname=h, gpu="0", instance="10.0.0.9:9400")
+        for h in ("a", "b")
+    ]
+    canned.replies["metrics"] = (200, answer(both))
+    canned.replies["up"] = (
+        200,
+        answer([{"metric": {"instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
+    )
+    nodes = backend(canned.url).sample().nodes  # down on the very first sample: no crash
+    assert [(n.name, n.up) for n in nodes] == [("a", False), ("b", False)]
+    assert all(g.lost for n in nodes for g in n.gpus)

@@ -241,7 +241,7 @@ class PrometheusBackend:
         self.client = client
         self.clock = clock
         self.known: dict[str, tuple[Gpu, ...]] = {}  # node -> its GPUs as last seen
-        self.instances: dict[str, str] = {}  # exporter address -> node
+        self.instances: dict[str, set[str]] = {}  # exporter address -> the nodes it serves
         self.host_label = "Hostname"
         self.util_metric = "DCGM_FI_DEV_GPU_UTIL"
         self.driver = "-"
@@ -301,7 +301,7 @@ class PrometheusBackend:
             if "Hostname" in labels or "hostname" in labels:
                 self.host_label = "Hostname" if "Hostname" in labels else "hostname"
             if labels.get("instance"):
-                self.instances[labels["instance"]] = node
+                self.instances.setdefault(labels["instance"], set()).add(node)
             if labels.get("DCGM_FI_DRIVER_VERSION"):
                 self.driver = labels["DCGM_FI_DRIVER_VERSION"]
             field, order, scale = rank[metric]
@@ -311,11 +311,11 @@ class PrometheusBackend:
             if field not in slot or order < slot[field][0]:
                 slot[field] = (order, None if value is None else value * scale)
             meta.setdefault((node, gpu), labels)
-        down = {
-            self.instances.get(labels.get("instance", ""), labels.get("instance", ""))
-            for labels, value in up
-            if value == 0
-        }
+        down: set[str] = set()
+        for labels, value in up:
+            if value == 0:  # every node that exporter serves
+                instance = labels.get("instance", "")
+                down |= self.instances.get(instance, {instance})
         nodes: dict[str, list[Gpu]] = {}
         for (node, gpu), slot in fields.items():
             nodes.setdefault(node, []).append(self._gpu(node, gpu, slot, meta[(node, gpu)]))
@@ -326,7 +326,8 @@ class PrometheusBackend:
                 self.known[name] = gpus
                 out.append(Node(name, gpus))
             else:  # its exporter is down or its series vanished: shown down, not dropped
-                lost = tuple(Gpu(name, g.index, g.model, lost=True) for g in self.known[name])
+                seen = self.known.get(name) or nodes.get(name, ())
+                lost = tuple(Gpu(name, g.index, g.model, lost=True) for g in seen)
                 out.append(Node(name, lost, up=False))
         return ClusterSnapshot(
             time=now,

@@ -64,6 +64,7 @@ class Sampled(Message):
         super().__init__()
         self.sample = outcome.sample
         self.error = outcome.error
+        self.history = outcome.history
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Sampled)
@@ -216,6 +217,9 @@ class MoaiApp(App[int]):
         if message.sample is not None:
             self.error = None
             self.sample = message.sample
+            current = next((v for v in self.sample.views if v.current), None)
+            if message.history and current is not None:
+                self.history.preload(current.device, message.history[:-1])
             self.history.add(self.sample.views, self.sample.snapshot)
             self._render_sample()
         else:
