@@ -169,3 +169,56 @@ def soak_rows(app: PtyApp, seconds: float) -> list[dict]:
 if __name__ == "__main__":
     for row in run(float(os.environ.get("WINDOW", "20"))):
         print(row)
+
+
+def gpu_rows(window: float = 20.0) -> list[dict]:
+    """On a GPU machine: the dashboard on real NVML beside nvitop's monitor and the naive app,
+    all in 120x40 pseudo-terminals over the same window."""
+    import shutil
+
+    apps: dict[str, PtyApp] = {}
+    config = tempfile.mkdtemp(prefix="moai-bench-")
+    try:
+        apps["moai-tui (nvml)"] = PtyApp(
+            [*moai_command(), "--backend", "nvml"], {"MOAI_TUI_CONFIG_DIR": config}
+        )
+        apps["moai-tui (nvml)"].wait_for("● live")
+        apps["naive 32 rows"] = PtyApp(
+            [sys.executable, str(Path(__file__).with_name("naive_app.py")), "32"], {}
+        )
+        if shutil.which("nvitop"):
+            apps["nvitop"] = PtyApp(["nvitop"], {})
+        time.sleep(3.0)
+        before = {name: app.cpu_seconds() for name, app in apps.items()}
+        started = time.perf_counter()
+        time.sleep(window)
+        elapsed = time.perf_counter() - started
+        cpu = {
+            name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed for name, app in apps.items()
+        }
+    finally:
+        for app in apps.values():
+            app.stop()
+    ours = cpu["moai-tui (nvml)"]
+    rows = [
+        {
+            "figure": "dashboard CPU at 1 Hz, nvml (120x40)",
+            "value": f"{ours:.2f} % core",
+            "baseline": f"naive 32 rows: {cpu['naive 32 rows']:.2f} %",
+            "ratio": f"{ours / cpu['naive 32 rows']:.2f}x",
+            "target": "",
+            "ok": None,
+        }
+    ]
+    if "nvitop" in cpu:
+        rows.append(
+            {
+                "figure": "dashboard CPU at 1 Hz, nvml vs nvitop",
+                "value": f"{ours:.2f} % core",
+                "baseline": f"nvitop: {cpu['nvitop']:.2f} %",
+                "ratio": f"{ours / cpu['nvitop']:.2f}x",
+                "target": "<= nvitop",
+                "ok": ours <= cpu["nvitop"],
+            }
+        )
+    return rows

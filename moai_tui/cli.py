@@ -105,6 +105,7 @@ def build_parser() -> ArgumentParser:
 # smi ---------------------------------------------------------------------------------------
 def cmd_smi(ctx: Context, args, out) -> int:
     from moai_tui.text.smi import render_gpus, render_smi, smi_document
+    from moai_tui.validate import clean_snapshot
     from moai_tui.view import device_views
 
     if args.reset:
@@ -119,7 +120,7 @@ def cmd_smi(ctx: Context, args, out) -> int:
     else:
         state, flavors = prune_dead_jobs(ctx.store.load()), ctx.flavors
         current = visible_device(state)
-    snapshot = backend.sample(state.jobs)
+    snapshot, _ = clean_snapshot(backend.sample(state.jobs))
     if args.version:
         out.write(f"{snapshot.platform} {snapshot.version_current}\n")
         return 0

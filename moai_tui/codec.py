@@ -20,9 +20,7 @@ class DecodeError(ValueError):
 
 
 def _require(data: dict, key: str, kinds: type | tuple, where: str):
-    if not isinstance(data, dict):
-        raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
-    value = data.get(key)
+    value = _object(data, where).get(key)
     if isinstance(value, bool) or not isinstance(value, kinds):  # JSON true is not a number
         raise DecodeError(f"{where}.{key}: expected {_kind_name(kinds)}, got {value!r:.60}")
     return value
@@ -67,7 +65,14 @@ def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
     }
 
 
+def _object(data: object, where: str) -> dict:
+    if not isinstance(data, dict):
+        raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
+    return data
+
+
 def _gpu_from(data: dict, node: str, where: str) -> Gpu:
+    _object(data, where)
     values = {k: _optional_number(data, k, where, False) for k in _OPTIONAL_FLOATS}
     values.update({k: _optional_number(data, k, where, True) for k in _OPTIONAL_INTS})
     return Gpu(
@@ -80,6 +85,7 @@ def _gpu_from(data: dict, node: str, where: str) -> Gpu:
 
 
 def _job_from(data: dict, where: str) -> Job:
+    _object(data, where)
     gpus = _require(data, "gpus", list, where)
     if not all(isinstance(g, str) for g in gpus):
         raise DecodeError(f"{where}.gpus: expected a list of 'node:index' strings")
@@ -111,7 +117,7 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
             _gpu_from(g, name, f"{node_where}.gpus[{j}]")
             for j, g in enumerate(_require(node, "gpus", list, node_where))
         )
-        nodes.append(Node(name, gpus, bool(node.get("up", True))))
+        nodes.append(Node(name, gpus, bool(_object(node, node_where).get("up", True))))
     jobs = tuple(
         _job_from(j, f"{where}.jobs[{i}]")
         for i, j in enumerate(_require(data, "jobs", list, where))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from moai_tui.context import Context
 from moai_tui.model import ClusterSnapshot
 from moai_tui.state import State, prune_dead_jobs
+from moai_tui.validate import clean_snapshot
 from moai_tui.view import DeviceView, device_views
 
 
@@ -23,6 +24,7 @@ class Sample:
     host_mem: float | None = None
     processes: dict = field(default_factory=dict)  # pid -> (cpu %, rss bytes), local only
     took: float = 0.0
+    invalid: str | None = None  # what the backend got wrong, for the header
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Sampler:
         started = time.monotonic()
         try:
             state = prune_dead_jobs(self._load_state())
-            snapshot = self.ctx.backend.sample(state.jobs)
+            snapshot, invalid = clean_snapshot(self.ctx.backend.sample(state.jobs))
             views = tuple(device_views(state.devices, state.current, self.ctx.flavors, snapshot))
             host_cpu = host_mem = None
             processes = {}
@@ -84,7 +86,9 @@ class Sampler:
                         if stats is not None:
                             processes[job.pid] = stats
             took = time.monotonic() - started
-            return Outcome(Sample(snapshot, state, views, host_cpu, host_mem, processes, took))
+            return Outcome(
+                Sample(snapshot, state, views, host_cpu, host_mem, processes, took, invalid)
+            )
         except Exception as error:  # any backend failure: keep the last data, say why
             return Outcome(None, f"{type(error).__name__}: {error}")
 

@@ -43,9 +43,14 @@ def pinned_from_dict(data: object) -> Pinned:
                 int(entry["mib_per_gpu"]),
             )
             devices.append(Device(int(entry["id"]), flavor.name))
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise DecodeError(f"devices[{i}]: missing or malformed {error}") from None
+        if min(flavor.gpus, flavor.nodes, flavor.mib_per_gpu) <= 0:
+            raise DecodeError(f"devices[{i}]: gpus, nodes and mib_per_gpu must be positive")
         flavors[flavor.name] = flavor
+    ids = [d.id for d in devices]
+    if len(set(ids)) != len(ids) or any(not 0 <= i < MAX_DEVICES for i in ids):
+        raise DecodeError(f"devices: ids must be distinct, 0-{MAX_DEVICES - 1}, got {ids}")
     current = data.get("current_device")
     if current not in [d.id for d in devices]:
         raise DecodeError(f"current_device: {current!r} is not one of the devices")

@@ -269,6 +269,8 @@ class MoaiApp(App[int]):
         text.append(f" {self.interval:g}s")
         if stale:
             text.append(f"  {stale}", style=theme.error or "red")
+        elif self.sample is not None and self.sample.invalid:
+            text.append(f"  ⚠ {self.sample.invalid}", style=theme.warning or "yellow")
         if snapshot:
             text.append(
                 f" │ {snapshot.backend} │ {snapshot.host or self.host_name} │ "

@@ -1,0 +1,119 @@
+"""All benchmarks in one run: prints a table and writes benchmarks/results.md.
+
+    python3 -m benchmarks.run            # about 3 minutes here
+    python3 -m benchmarks.run --soak 1800  # adds the 30-minute memory soak
+
+Every figure stands beside a baseline measured in the same run. On a machine with an NVIDIA
+driver the nvml rows are added (and nvidia-smi / nvitop where installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from benchmarks import bench_dashboard, bench_prometheus, bench_smi
+
+
+def backend_refresh_rows() -> list[dict]:
+    """Cost of one sample of the simulator (64 nodes) and of a replay, median of 50."""
+    from moai_tui.backends.replay import ReplayBackend, load_recording
+    from moai_tui.backends.simulator import SimulatorBackend
+    from moai_tui.model import JobRequest
+
+    now = [1_780_000_000.0]
+    simulator = SimulatorBackend(clock=lambda: now[0], user="me")
+    jobs = (JobRequest(1, 1, 0, "x", 384, 48, now[0] - 3600, "me"),)
+    sim_times = []
+    for _ in range(50):
+        now[0] += 1
+        started = time.perf_counter()
+        snapshot = simulator.sample(jobs)
+        sim_times.append(time.perf_counter() - started)
+    trace = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvml"
+    rows = [
+        {
+            "figure": "simulator refresh, 64 nodes (512 GPUs), 48xLarge job",
+            "value": f"{statistics.median(sim_times) * 1000:.2f} ms",
+            "baseline": "",
+            "ratio": "",
+            "target": "",
+            "ok": None,
+        }
+    ]
+    if (trace / "h200-trace.jsonl").exists():
+        replay = ReplayBackend(load_recording(trace / "h200-trace.jsonl"))
+        replay_times = []
+        for _ in range(50):
+            started = time.perf_counter()
+            replay.sample()
+            replay_times.append(time.perf_counter() - started)
+        rows.append(
+            {
+                "figure": "replay refresh (H200 trace)",
+                "value": f"{statistics.median(replay_times) * 1e6:.1f} us",
+                "baseline": "",
+                "ratio": "",
+                "target": "",
+                "ok": None,
+            }
+        )
+    assert snapshot.nodes
+    return rows
+
+
+def nvml_rows(window: float) -> list[dict]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    from benchmarks import bench_nvml
+
+    return bench_nvml.run() + bench_dashboard.gpu_rows(window)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| figure | value | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        met = {True: "yes", False: "NO", None: ""}[row["ok"]]
+        lines.append(
+            f"| {row['figure']} | {row['value']} | {row['baseline']} | "
+            f"{row['ratio']} | {row['target']} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window", type=float, default=20.0, help="CPU window, seconds")
+    parser.add_argument("--soak", type=float, default=0.0, help="memory soak, seconds")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
+    args = parser.parse_args()
+    rows = []
+    for name, run in (
+        ("smi", bench_smi.run),
+        ("backends", backend_refresh_rows),
+        ("nvml", nvml_rows),
+        ("prometheus", bench_prometheus.run),
+        ("dashboard", lambda: bench_dashboard.run(args.window, soak=args.soak)),
+    ):
+        print(f"running {name} ...", flush=True)
+        rows += run()
+    text = table(rows)
+    print(text)
+    header = (
+        f"# Benchmark results\n\n{time.strftime('%Y-%m-%d %H:%M')} on "
+        f"{platform.node()} ({platform.machine()}, {platform.python_version()}), "
+        f"`python3 -m benchmarks.run`.\n\n"
+    )
+    args.out.write_text(header + text + "\n")
+    return 0 if all(row["ok"] is not False for row in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
