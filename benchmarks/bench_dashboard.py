@@ -1,6 +1,6 @@
 """Dashboard cost at 1 Hz in 120x40 pseudo-terminals: CPU over a window for Small, 4xLarge and
 48xLarge beside the naive baseline (all running in the same window), time to first full frame,
-key press to flavor picker (p50, p95), resident memory; optionally a long soak for growth."""
+key press to flavor picker (p50, p95), resident memory. The long soak is benchmarks/soak.py."""
 
 from __future__ import annotations
 
@@ -35,6 +35,17 @@ def seeded_config(flavor: str) -> str:
     return directory
 
 
+def cpu_over_window(apps: dict[str, PtyApp], window: float) -> dict[str, float]:
+    """% of a core each app used over the same window, after 3 s to leave start-up out."""
+    time.sleep(3.0)
+    before = {name: app.cpu_seconds() for name, app in apps.items()}
+    started = time.perf_counter()
+    time.sleep(window)
+    elapsed = time.perf_counter() - started
+    return {name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed
+            for name, app in apps.items()}
+
+
 def start_dashboard(flavor: str) -> PtyApp:
     config = seeded_config(flavor)
     return PtyApp(
@@ -43,7 +54,7 @@ def start_dashboard(flavor: str) -> PtyApp:
     )
 
 
-def run(window: float = 20.0, presses: int = 20, soak: float = 0.0) -> list[dict]:
+def run(window: float = 20.0, presses: int = 20) -> list[dict]:
     rows: list[dict] = []
     apps: dict[str, PtyApp] = {}
     first_frame: dict[str, float] = {}
@@ -56,14 +67,7 @@ def run(window: float = 20.0, presses: int = 20, soak: float = 0.0) -> list[dict
             apps[name] = PtyApp(
                 [sys.executable, str(Path(__file__).with_name("naive_app.py")), str(count)], {}
             )
-        time.sleep(3.0)  # past start-up: measure the steady state
-        before = {name: app.cpu_seconds() for name, app in apps.items()}
-        started = time.perf_counter()
-        time.sleep(window)
-        elapsed = time.perf_counter() - started
-        cpu = {
-            name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed for name, app in apps.items()
-        }
+        cpu = cpu_over_window(apps, window)
         rss = {name: app.rss_mb() for name, app in apps.items()}
         for name in NAIVE_ROWS:
             apps.pop(name).stop()
@@ -122,8 +126,6 @@ def run(window: float = 20.0, presses: int = 20, soak: float = 0.0) -> list[dict
                 "ok": p95(latencies) < 0.05,
             }
         )
-        if soak > 0:
-            rows += soak_rows(apps["48xLarge"], soak)
     finally:
         for app in apps.values():
             app.stop()
@@ -143,27 +145,6 @@ def picker_latencies(app: PtyApp, presses: int) -> list[float]:
         app.send(b"\x1b")
         time.sleep(0.3)
     return latencies
-
-
-def soak_rows(app: PtyApp, seconds: float) -> list[dict]:
-    """Resident memory every minute for `seconds`: growth must be flat."""
-    samples = [(0.0, app.rss_mb())]
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        time.sleep(min(60.0, seconds))
-        samples.append((time.perf_counter() - started, app.rss_mb()))
-    first_after_warmup = samples[min(5, len(samples) - 1)][1]  # after 5 minutes
-    growth = samples[-1][1] - first_after_warmup
-    return [
-        {
-            "figure": f"resident memory, 48xLarge, after {samples[-1][0] / 60:.0f} min",
-            "value": f"{samples[-1][1]:.1f} MB",
-            "baseline": f"at 5 min: {first_after_warmup:.1f} MB",
-            "ratio": f"{samples[-1][1] / first_after_warmup:.3f}x",
-            "target": "flat (< 2 MB growth)",
-            "ok": growth < 2.0,
-        }
-    ]
 
 
 if __name__ == "__main__":
@@ -188,14 +169,7 @@ def gpu_rows(window: float = 20.0) -> list[dict]:
         )
         if shutil.which("nvitop"):
             apps["nvitop"] = PtyApp(["nvitop"], {})
-        time.sleep(3.0)
-        before = {name: app.cpu_seconds() for name, app in apps.items()}
-        started = time.perf_counter()
-        time.sleep(window)
-        elapsed = time.perf_counter() - started
-        cpu = {
-            name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed for name, app in apps.items()
-        }
+        cpu = cpu_over_window(apps, window)
     finally:
         for app in apps.values():
             app.stop()

@@ -1,7 +1,7 @@
 """All benchmarks in one run: prints a table and writes benchmarks/results.md.
 
-    python3 -m benchmarks.run            # about 3 minutes here
-    python3 -m benchmarks.run --soak 1800  # adds the 30-minute memory soak
+    python3 -m benchmarks.run      # about 4 minutes here
+    python3 -m benchmarks.soak     # the 30-minute memory soak, separately
 
 Every figure stands beside a baseline measured in the same run. On a machine with an NVIDIA
 driver the nvml rows are added (and nvidia-smi / nvitop where installed).
@@ -91,16 +91,15 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=20.0, help="CPU window, seconds")
-    parser.add_argument("--soak", type=float, default=0.0, help="memory soak, seconds")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     args = parser.parse_args()
     rows = []
     for name, run in (
         ("smi", bench_smi.run),
         ("backends", backend_refresh_rows),
-        ("nvml", nvml_rows),
+        ("nvml", lambda: nvml_rows(args.window)),
         ("prometheus", bench_prometheus.run),
-        ("dashboard", lambda: bench_dashboard.run(args.window, soak=args.soak)),
+        ("dashboard", lambda: bench_dashboard.run(args.window)),
     ):
         print(f"running {name} ...", flush=True)
         rows += run()

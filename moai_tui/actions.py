@@ -15,10 +15,8 @@ from moai_tui.context import Context
 from moai_tui.errors import RefusedError, ToolMessage, UsageError
 from moai_tui.model import JobRequest
 from moai_tui.state import State, prune_dead_jobs, visible_device
-from moai_tui.text.switch import IN_USE
+from moai_tui.text.messages import IN_USE, RELEASE_NONE
 from moai_tui.view import unavailable_reason
-
-RELEASE_NONE = "Device release failed. (Not running job.)"
 
 
 def existing_device(state: State, requested: int | None) -> int:

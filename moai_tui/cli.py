@@ -15,20 +15,19 @@ from moai_tui.context import Context
 from moai_tui.errors import MoaiError, RefusedError, ToolMessage, UsageError
 from moai_tui.model import JobRequest
 from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
+from moai_tui.text.messages import (
+    CREATE_OK,
+    CURRENT_OK,
+    NO_RESOURCES,
+    RELEASE_OK,
+    REMOVE_OK,
+    SWITCHED,
+)
 
 PROG = "moai-tui"
 BACKEND_HELP = "auto (default), simulator, nvml, prometheus, replay:FILE[@SPEED], snapshot:FILE"
 PROMETHEUS_HELP = "Prometheus server for --backend prometheus (or MOAI_TUI_PROMETHEUS_URL)"
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
-# Exact messages of the MoAI tools (moreh-cli.md); scripts compare them.
-RELEASE_OK = "Device release success."
-CREATE_OK = "Create device success."
-REMOVE_OK = "Remove device success."
-CURRENT_OK = "Switch Current Device success."
-NO_RESOURCES = (
-    "Not enough resources are currently available. "
-    "The program will resume automatically when resources become available..."
-)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -149,14 +148,14 @@ def current_flavor(ctx: Context) -> str:
 
 
 def cmd_switch(ctx: Context, args, out) -> int:
-    from moai_tui.text.switch import SUCCESS, numbered_protocol
+    from moai_tui.text.switch import numbered_protocol
 
     catalog = ctx.catalog
     current_flavor(ctx)  # a broken state file or a bad MOREH_VISIBLE_DEVICE fails before any I/O
     if args.model is not None:
         flavor = catalog.resolve(args.model)
         actions.switch_flavor(ctx, flavor.name)
-        out.write(SUCCESS.format(name=flavor.name) + "\n")
+        out.write(SWITCHED.format(name=flavor.name) + "\n")
         return 0
     if sys.stdin.isatty() and out.isatty():
         return switch_with_picker(ctx, out)
@@ -174,7 +173,6 @@ def cmd_switch(ctx: Context, args, out) -> int:
 def switch_with_picker(ctx: Context, out) -> int:
     """On a terminal: the picker screen instead of the numbered prompt; 0 on a switch or a
     cancel, 1 on a refusal (printed after the screen is gone)."""
-    from moai_tui.text.switch import SUCCESS
     from moai_tui.tui.app import PickerApp
 
     state = ctx.store.load()
@@ -182,7 +180,7 @@ def switch_with_picker(ctx: Context, out) -> int:
     chosen = PickerApp(ctx, device, state.device(device).flavor).run()
     if chosen:
         actions.switch_flavor(ctx, chosen)
-        out.write(SUCCESS.format(name=chosen) + "\n")
+        out.write(SWITCHED.format(name=chosen) + "\n")
     return 0
 
 

@@ -20,15 +20,8 @@ from moai_tui.context import Context
 from moai_tui.errors import MoaiError, RefusedError, UsageError
 from moai_tui.model import JobRequest
 from moai_tui.state import State, prune_dead_jobs, visible_device
+from moai_tui.text.messages import BUSY, NO_RESOURCES
 
-BUSY = (
-    "Two or more processes cannot use MoAI Accelerator at the same time. "
-    "The program will resume automatically after the process {pid} terminates..."
-)
-NO_RESOURCES = (
-    "Not enough resources are currently available. "
-    "The program will resume automatically when resources become available..."
-)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RETRY_S = 1.0
 

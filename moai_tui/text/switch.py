@@ -7,9 +7,7 @@ from typing import TextIO
 
 from moai_tui.catalog import Catalog
 from moai_tui.errors import UsageError
-
-SUCCESS = 'The MoAI Accelerator model is successfully switched to  "{name}".'
-IN_USE = "The model cannot be switched while the MoAI Accelerator is in use."
+from moai_tui.text.messages import SWITCHED
 
 
 def render_menu(catalog: Catalog, current: str) -> str:
@@ -54,7 +52,7 @@ def numbered_protocol(
             )
         name = catalog.flavors[int(choice) - 1].name
         switch(name)
-        out.write("\n" + SUCCESS.format(name=name) + "\n\n")
+        out.write("\n" + SWITCHED.format(name=name) + "\n\n")
         out.write(render_menu(catalog, current()) + "\n" + prompt(catalog))
         out.flush()
     out.write("\n")

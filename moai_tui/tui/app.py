@@ -32,8 +32,8 @@ from moai_tui.config import MIN_INTERVAL
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, UsageError
 from moai_tui.sampling import Outcome, Sample, Sampler
+from moai_tui.text.messages import CURRENT_OK, RELEASE_NONE, RELEASE_OK, SWITCHED
 from moai_tui.text.smi import safe_command
-from moai_tui.text.switch import SUCCESS
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
@@ -404,7 +404,7 @@ class MoaiApp(App[int]):
         if view is not None:
             self._run_action(
                 lambda: actions.make_current(self.ctx, view.device),
-                "Switch Current Device success.",
+                CURRENT_OK,
             )
 
     def on_device_list_selected(self, message: DeviceList.Selected) -> None:
@@ -420,7 +420,8 @@ class MoaiApp(App[int]):
         def chosen(name: str | None) -> None:
             if name:
                 self._run_action(
-                    lambda: actions.switch_flavor(self.ctx, name, device), SUCCESS.format(name=name)
+                    lambda: actions.switch_flavor(self.ctx, name, device),
+                    SWITCHED.format(name=name),
                 )
 
         self.push_screen(FlavorPicker(self.ctx.catalog, current, snapshot, device), chosen)
@@ -428,14 +429,12 @@ class MoaiApp(App[int]):
     def action_reset(self) -> None:
         view = self.selected_view()
         if view is None or view.job is None:
-            self.notify("Device release failed. (Not running job.)", severity="warning")
+            self.notify(RELEASE_NONE, severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_action(
-                    lambda: actions.release(self.ctx, view.device), "Device release success."
-                )
+                self._run_action(lambda: actions.release(self.ctx, view.device), RELEASE_OK)
 
         self.push_screen(
             ConfirmScreen(
