@@ -42,8 +42,9 @@ def cpu_over_window(apps: dict[str, PtyApp], window: float) -> dict[str, float]:
     started = time.perf_counter()
     time.sleep(window)
     elapsed = time.perf_counter() - started
-    return {name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed
-            for name, app in apps.items()}
+    return {
+        name: 100.0 * (app.cpu_seconds() - before[name]) / elapsed for name, app in apps.items()
+    }
 
 
 def start_dashboard(flavor: str) -> PtyApp:

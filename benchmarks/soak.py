@@ -24,9 +24,15 @@ def main(seconds: float) -> int:
         app.stop()
     at5 = next((rss for t, rss in samples if t >= 300), samples[-1][1])
     end = samples[-1][1]
-    lines = ["# Dashboard memory soak, 48xLarge, 1 Hz, 120x40", "",
-             f"RSS after 5 min: {at5:.1f} MB; after {samples[-1][0] / 60:.0f} min: {end:.1f} MB; "
-             f"growth {end - at5:+.1f} MB ({end / at5:.3f}x).", "", "| minute | RSS MB |", "|---|---|"]
+    lines = [
+        "# Dashboard memory soak, 48xLarge, 1 Hz, 120x40",
+        "",
+        f"RSS after 5 min: {at5:.1f} MB; after {samples[-1][0] / 60:.0f} min: {end:.1f} MB; "
+        f"growth {end - at5:+.1f} MB ({end / at5:.3f}x).",
+        "",
+        "| minute | RSS MB |",
+        "|---|---|",
+    ]
     lines += [f"| {t / 60:.0f} | {rss:.1f} |" for t, rss in samples]
     Path(__file__).with_name("soak.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:3]))

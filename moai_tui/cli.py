@@ -177,7 +177,12 @@ def switch_with_picker(ctx: Context, out) -> int:
 
     state = ctx.store.load()
     device = visible_device(state)
-    chosen = PickerApp(ctx, device, state.device(device).flavor).run()
+    try:  # "fits now" needs a sample; without one the picker still lists the catalog
+        snapshot = ctx.backend.sample(())
+    except MoaiError as error:
+        print(f"{PROG}: {error}; showing the catalog without availability", file=sys.stderr)
+        snapshot = None
+    chosen = PickerApp(ctx.catalog, device, state.device(device).flavor, snapshot).run()
     if chosen:
         actions.switch_flavor(ctx, chosen)
         out.write(SWITCHED.format(name=chosen) + "\n")

@@ -168,13 +168,16 @@ def test_signals_restore_the_terminal(terminal, config_dir, number):
     assert (config_dir / "state.toml").read_bytes() == before
 
 
-def test_small_terminal_and_resize_storm(terminal, config_dir):
-    term = terminal(size=(40, 10))
-    term.wait_for("Enlarge the terminal")
-    for width, height in [(120, 40), (20, 5), (80, 24), (200, 60), (61, 15), (80, 24)] * 3:
+def test_resize_storm_then_quit_restores_the_terminal(terminal, config_dir):
+    run_cli("switch", "-M", "2")
+    before = (config_dir / "state.toml").read_bytes()
+    term = terminal(size=(80, 24))
+    term.wait_for("● live")
+    for width, height in [(120, 40), (20, 5), (80, 24), (200, 60), (61, 15), (40, 10)] * 3:
         term.resize(width, height)
         time.sleep(0.05)
-    screen = term.wait_for("● live")
-    assert "Enlarge" not in screen
+    term.resize(100, 30)
+    time.sleep(0.5)
     term.keys("q")
     assert_restored(term, 0)
+    assert (config_dir / "state.toml").read_bytes() == before

@@ -28,9 +28,11 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from moai_tui import actions
+from moai_tui.catalog import Catalog
 from moai_tui.config import MIN_INTERVAL
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, UsageError
+from moai_tui.model import ClusterSnapshot
 from moai_tui.sampling import Outcome, Sample, Sampler
 from moai_tui.text.messages import CURRENT_OK, RELEASE_NONE, RELEASE_OK, SWITCHED
 from moai_tui.text.smi import safe_command
@@ -189,7 +191,9 @@ class MoaiApp(App[int]):
 
     def _check_size(self, size: Size) -> None:
         width, height = size
-        self.screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "too-small")
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        if self.screen.has_class("too-small") != small:  # restyle only on a change
+            self.screen.set_class(small, "too-small")
 
     # Polling --------------------------------------------------------------------------------
     def poll(self) -> None:
@@ -227,8 +231,10 @@ class MoaiApp(App[int]):
         self._show_header()
 
     def _watch(self) -> None:
-        """A backend that hangs: the screen says so while the sample is still out."""
+        """Once a second: a backend that hangs is shown as such while its sample is still out,
+        and the size check runs again (a resize during start-up can outrun the Resize event)."""
         self._show_header()
+        self._check_size(self.size)
 
     def stale_reason(self) -> str | None:
         if self.error:
@@ -470,20 +476,23 @@ def run_app(
 
 
 class PickerApp(App[str | None]):
-    """`moai-tui switch` on a terminal: just the flavor picker, returning the chosen name."""
+    """`moai-tui switch` on a terminal: just the flavor picker, returning the chosen name.
+    The snapshot (for "fits now") is taken by the caller before the UI starts."""
 
-    def __init__(self, ctx: Context, device: int, current: str):
+    def __init__(
+        self, catalog: Catalog, device: int, current: str, snapshot: ClusterSnapshot | None
+    ):
         super().__init__()
-        self.ctx = ctx
+        self.catalog = catalog
         self.device = device
         self.current = current
+        self.snapshot = snapshot
 
     def on_mount(self) -> None:
         themes = load_themes()
         for theme in themes.values():
             self.register_theme(theme)
         self.theme = DEFAULT_THEME if DEFAULT_THEME in themes else self.theme
-        snapshot = self.ctx.backend.sample(())
         self.push_screen(
-            FlavorPicker(self.ctx.catalog, self.current, snapshot, self.device), self.exit
+            FlavorPicker(self.catalog, self.current, self.snapshot, self.device), self.exit
         )

@@ -336,6 +336,11 @@ async def test_small_terminal_shows_enlarge_notice(config_dir):
     async with roomy.run_test(size=(80, 24)) as pilot:
         await settle(pilot, roomy)
         assert not roomy.screen.has_class("too-small")
+        await pilot.resize_terminal(20, 5)  # shrinking while it runs
+        await _until(pilot, lambda: roomy.screen.has_class("too-small"))
+        await pilot.resize_terminal(120, 40)
+        await _until(pilot, lambda: not roomy.screen.has_class("too-small"))
+        assert roomy.query_one("#main").display
 
 
 async def test_48xlarge_compact_heatmap_scrolls_by_node(config_dir):
