@@ -102,6 +102,7 @@ def _job_from(data: dict, where: str) -> Job:
         started=float(_require(data, "started", (int, float), where)),
         waiting=bool(data.get("waiting", False)),
         mem_used_mib=_optional_number(data, "mem_used_mib", where, True),
+        util=_optional_number(data, "util", where, False),
     )
 
 

@@ -66,6 +66,7 @@ class Job:
     started: float = 0.0
     waiting: bool = False
     mem_used_mib: int | None = None
+    util: float | None = None  # the job's own share of its GPUs' time, where known (NVML)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,21 @@ class FakeNvml:
             holder = SimpleNamespace(pid=440 + 1000 * handle, usedGpuMemory=HOLDER_BYTES)
             return [job, holder][: len(recorded)]
 
+        def process_utilization(handle, since):
+            count("proc_util")
+            line = self.line(self.device(handle))
+            samples = answer(line["proc_util"])  # NotFound while nothing ran, as recorded
+            return [
+                SimpleNamespace(
+                    pid=s["pid"] + 1000 * handle,
+                    smUtil=s["smUtil"],
+                    memUtil=s["memUtil"],
+                    timeStamp=s["timeStamp"],
+                )
+                for s in samples
+                if s["timeStamp"] > since
+            ]
+
         def handle_by_index(index):
             if not 0 <= index < self.gpus:
                 raise nvml_error("NVMLError_InvalidArgument")
@@ -122,6 +137,7 @@ class FakeNvml:
             "nvmlDeviceGetTemperature": temperature,
             "nvmlDeviceGetPowerUsage": power,
             "nvmlDeviceGetComputeRunningProcesses": processes,
+            "nvmlDeviceGetProcessUtilization": process_utilization,
             "nvmlDeviceGetFanSpeed": lambda h: answer(static_device["fan_speed"]),
         }
 

@@ -19,7 +19,9 @@ class Terminal:
     def __init__(self, command: str, env: dict, size=(120, 40)):
         self.name = f"moai-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={v}" for k, v in env.items())
-        script = f"env {exports} {command}; echo EXIT=$?; sleep 60"
+        # The pause lets the resize below land before the program starts: a tmux server
+        # started from pytest opens windows at 80x24 whatever -x/-y say.
+        script = f"sleep 0.5; env {exports} {command}; echo EXIT=$?; sleep 60"
         subprocess.run(
             [
                 "tmux",

@@ -33,6 +33,10 @@ def test_values_as_recorded(monkeypatch):
     assert snapshot.version_current == "580.159.04" and snapshot.platform == "NVIDIA driver"
     assert sorted(j.pid for j in snapshot.jobs) == [439, 440]
     assert {j.mem_used_mib for j in snapshot.jobs} >= {2048}
+    by_pid = {j.pid: j for j in snapshot.jobs}
+    recorded = line["proc_util"]["ok"][0]
+    assert recorded["pid"] == 439 and by_pid[439].util == recorded["smUtil"]
+    assert by_pid[440].util is None  # the holder computes nothing
 
 
 def test_h100_recording_too(monkeypatch):
@@ -44,7 +48,7 @@ def test_h100_recording_too(monkeypatch):
 def test_unavailable_fields_show_dash(monkeypatch, config_dir):
     fake = FakeNvml(gpus=1, frame=0).install(monkeypatch)  # "start": no processes yet
     assert fake.trace[0]["proc_util"]["error"] == "NVMLError_NotFound"
-    snapshot = NvmlBackend().sample()
+    snapshot = NvmlBackend().sample()  # process utilization: NotFound, read as none
     assert snapshot.jobs == ()
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)
@@ -132,6 +136,7 @@ def test_process_list_on_slow_cadence_only(monkeypatch):
         backend.sample()
         now[0] += 0.25
     assert fake.calls["util"] == 16 and fake.calls["procs"] == 2  # once, for 2 GPUs
+    assert fake.calls["proc_util"] == 2  # 1.5-2.5 ms a call: never on the tick
     now[0] += 1.0
     backend.sample()
     assert fake.calls["procs"] == 4

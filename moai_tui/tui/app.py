@@ -13,13 +13,13 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
 
 from rich.text import Text
 from textual import events, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.geometry import Size
@@ -374,6 +374,7 @@ class MoaiApp(App[int]):
                 job.user,
                 safe_command(job.command),
                 "waiting" if job.waiting else fmt_mib(job.mem_used_mib),
+                "-" if job.util is None else f"{job.util:.0f}",
                 fmt_runtime(now - job.started) if job.started else "-",
                 "-" if cpu is None else f"{cpu:.0f}",
                 fmt_bytes(rss),
@@ -381,6 +382,30 @@ class MoaiApp(App[int]):
         self.jobs.show_rows(rows)
 
     # Actions --------------------------------------------------------------------------------
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        """Every key of the dashboard is in the command palette (ctrl+p) too."""
+        yield from super().get_system_commands(screen)
+        if screen is not self.screen_stack[0]:
+            return
+        yield SystemCommand(
+            "Flavor picker (f)", "Switch the selected device's flavor", self.action_flavors
+        )
+        yield SystemCommand(
+            "Use device (d)", "Make the selected device current", self.action_choose_device
+        )
+        yield SystemCommand("Pause / resume (p)", "Stop or restart refreshing", self.action_pause)
+        yield SystemCommand(
+            "Longer interval (+)", "Refresh less often", partial(self.action_interval, 2.0)
+        )
+        yield SystemCommand(
+            "Shorter interval (-)", "Refresh more often", partial(self.action_interval, 0.5)
+        )
+        yield SystemCommand("Next theme (t)", "Cycle the moai-tui themes", self.action_next_theme)
+        yield SystemCommand(
+            "Reset device (r)", "Stop the selected device's job (asks first)", self.action_reset
+        )
+        yield SystemCommand("Help (?)", "Every key", self.action_help)
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         if not self.paused:

@@ -369,3 +369,33 @@ async def _until(pilot, predicate, timeout: float = 3.0) -> None:
             return
         await pilot.pause(0.02)
     assert predicate(), "condition not reached in time"
+
+
+async def test_every_key_is_in_the_command_palette(config_dir):
+    app = make_app(config_dir)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        titles = " ".join(c.title for c in app.get_system_commands(app.screen))
+        for key in ("(f)", "(d)", "(p)", "(+)", "(-)", "(t)", "(r)", "(?)"):
+            assert key in titles
+        assert "Quit" in titles  # Textual's own, q
+        command = next(c for c in app.get_system_commands(app.screen) if "(p)" in c.title)
+        command.callback()
+        assert app.paused
+
+
+def test_bad_theme_file_names_the_file(tmp_path):
+    import pytest
+
+    from moai_tui.errors import UsageError
+    from moai_tui.tui.themes import parse_theme
+
+    for text, needle in (
+        ("name = 'x'\nprimary = 'not-a-colour'", "'primary' is not a colour"),
+        ("primary = '#fff'", "needs a 'name'"),
+        ("name = [", "not valid TOML"),
+        ("name='x'\nprimary='#fff'\nsparkle=1", "unknown keys"),
+    ):
+        with pytest.raises(UsageError) as caught:
+            parse_theme(text, "/home/u/.config/moai-tui/themes/bad.toml")
+        assert "bad.toml" in str(caught.value) and needle in str(caught.value)
