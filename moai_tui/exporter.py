@@ -88,7 +88,7 @@ def serve(
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(sample, node))
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server, _ = start_http_server(port, addr=host, registry=registry)
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     announce(

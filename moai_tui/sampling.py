@@ -4,7 +4,6 @@ host. No textual here: the first sample is taken while the UI is still being imp
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -23,7 +22,6 @@ class Sample:
     host_cpu: float | None = None
     host_mem: float | None = None
     processes: dict = field(default_factory=dict)  # pid -> (cpu %, rss bytes), local only
-    took: float = 0.0
     invalid: str | None = None  # what the backend got wrong, for the header
 
 
@@ -71,7 +69,6 @@ class Sampler:
         self._state_seen: tuple[float | None, State] | None = None
 
     def take(self) -> Outcome:
-        started = time.monotonic()
         try:
             state = prune_dead_jobs(self._load_state())
             snapshot, invalid = clean_snapshot(self.ctx.backend.sample(state.jobs))
@@ -85,10 +82,7 @@ class Sampler:
                         stats = self.host_probe.process(job.pid)
                         if stats is not None:
                             processes[job.pid] = stats
-            took = time.monotonic() - started
-            return Outcome(
-                Sample(snapshot, state, views, host_cpu, host_mem, processes, took, invalid)
-            )
+            return Outcome(Sample(snapshot, state, views, host_cpu, host_mem, processes, invalid))
         except Exception as error:  # any backend failure: keep the last data, say why
             return Outcome(None, f"{type(error).__name__}: {error}")
 

@@ -52,7 +52,6 @@ class FakeNvml:
         return self.trace[(self.frame + index * self.spread) % len(self.trace)]
 
     def device(self, handle) -> int:
-        self.calls[handle] = self.calls.get(handle, 0)
         if handle in self.lost:
             raise nvml_error("NVMLError_GpuIsLost")
         return handle
