@@ -350,8 +350,14 @@ class SidePanel(TextPanel):
     """Accelerator history on a fixed 0-100 % scale, the node under the cursor, the host."""
 
 
+def percent(value: float | None) -> int | None:
+    """Whole percents: a sparkline level is 12.5 %, and small ints are shared objects in
+    CPython, so a full history allocates nothing per sample."""
+    return None if value is None else round(value)
+
+
 class History:
-    """The last few minutes of utilization and memory, per device and per node."""
+    """The last few minutes of utilization and memory, per device and per node (bounded)."""
 
     def __init__(self, length: int = 600):
         self.length = length
@@ -366,14 +372,15 @@ class History:
                 if view.memory_used_mib is not None and view.memory_total_mib
                 else None
             )
-            track.append((view.utilization, mem))
+            track.append((percent(view.utilization), percent(mem)))
         for node in snapshot.nodes:
             self.nodes.setdefault(node.name, deque(maxlen=self.length)).append(
-                mean([g.util for g in node.gpus if not g.lost])
+                percent(mean([g.util for g in node.gpus if not g.lost]))
             )
 
     def preload(self, device: int, points: Sequence[tuple[float | None, float | None]]) -> None:
-        self.devices.setdefault(device, deque(maxlen=self.length)).extend(points)
+        track = self.devices.setdefault(device, deque(maxlen=self.length))
+        track.extend((percent(util), percent(mem)) for util, mem in points)
 
 
 class JobList(Widget):
