@@ -62,6 +62,7 @@ def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
         ],
         "jobs": [{**asdict(j), "gpus": list(j.gpus)} for j in snapshot.jobs],
         "attached": snapshot.attached,
+        "local": snapshot.local,
     }
 
 
@@ -134,4 +135,5 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
         version_latest=str(version.get("latest", "-")),
         host=str(data.get("host", "")),
         attached=bool(data.get("attached", False)),
+        local=bool(data.get("local", False)),
     )

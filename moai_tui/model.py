@@ -103,6 +103,8 @@ class ClusterSnapshot:
     # True where the user's accelerators are views onto the cluster itself (Prometheus): a
     # device then shows its flavor's first nodes whether or not a job of the user's runs.
     attached: bool = False
+    # True where the nodes are this machine and job pids are its processes (NVML).
+    local: bool = False
 
     def gpu_map(self) -> dict[str, Gpu]:
         return {gpu.location: gpu for node in self.nodes for gpu in node.gpus}

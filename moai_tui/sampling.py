@@ -77,7 +77,7 @@ class Sampler:
             processes = {}
             if self.host_probe is not None:
                 host_cpu, host_mem = self.host_probe.host()
-                if snapshot.backend == "nvml":  # only then are the pids this machine's
+                if snapshot.local:  # only then are the pids this machine's processes
                     for job in snapshot.jobs:
                         stats = self.host_probe.process(job.pid)
                         if stats is not None:

@@ -100,7 +100,7 @@ def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
     """Why the flavor can never run on what the backend has, or None when it can."""
     nodes = [n for n in snapshot.nodes if n.up]
     gpus = sum(len(n.gpus) for n in nodes)
-    where = "this machine" if snapshot.backend == "nvml" else "the cluster"
+    where = "this machine" if snapshot.local else "the cluster"
     if flavor.gpus > gpus:
         return f"needs {flavor.gpus} GPUs, {where} has {gpus}"
     if flavor.nodes > len(nodes):

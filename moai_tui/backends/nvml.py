@@ -176,6 +176,7 @@ class NvmlBackend:
             version_current=self.driver,
             version_latest=self.driver,
             host=self.host,
+            local=True,
         )
 
     def _describe_processes(self) -> None:
