@@ -8,6 +8,7 @@ from pathlib import Path
 from moai_tui.compat import tomllib
 from moai_tui.errors import UsageError
 from moai_tui.model import Flavor
+from moai_tui.parsing import is_number
 
 BUILTIN = "moai.toml"
 
@@ -35,7 +36,7 @@ class Catalog:
     def resolve(self, text: str) -> Flavor:
         """A flavor from what a user typed: its number in the list, or its name (any case)."""
         text = text.strip()
-        if text.isdigit():
+        if is_number(text):
             number = int(text)
             if 1 <= number <= len(self.flavors):
                 return self.flavors[number - 1]

@@ -14,6 +14,7 @@ from moai_tui import __version__, actions
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, RefusedError, ToolMessage, UsageError
 from moai_tui.model import JobRequest
+from moai_tui.parsing import is_number
 from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
 from moai_tui.text.messages import (
     CREATE_OK,
@@ -252,7 +253,7 @@ def choose_current(ctx: Context, requested: int, out) -> int:
         out.write(f"Devices: {', '.join(str(d.id) for d in state.devices)}\nDevice ID: ")
         out.flush()
         line = sys.stdin.readline().strip()
-        if not line.isdigit():
+        if not is_number(line):
             raise UsageError(f"invalid device id {line!r}: type one of the numbers listed")
         requested = int(line)
     actions.make_current(ctx, requested)

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from moai_tui.errors import UsageError
 from moai_tui.model import ClusterSnapshot
+from moai_tui.parsing import is_number
 
 # (dcgm-exporter name, help, value of a GPU); None values are left out, as dcgm-exporter does.
 METRICS: tuple[tuple[str, str, Callable], ...] = (
@@ -69,7 +70,7 @@ class SnapshotCollector(Collector):
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not is_number(port) or not 0 < int(port) < 65536:
         raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9400")
     return host.strip("[]") or "127.0.0.1", int(port)
 

@@ -21,6 +21,7 @@ import tomli_w
 from moai_tui.compat import tomllib
 from moai_tui.errors import MoaiError, UsageError
 from moai_tui.model import JobRequest
+from moai_tui.parsing import is_number
 
 MAX_DEVICES = 5
 VISIBLE_DEVICE_ENV = "MOREH_VISIBLE_DEVICE"
@@ -209,7 +210,7 @@ def visible_device(state: State, environ: dict | os._Environ = os.environ) -> in
     if raw is None or raw == "":
         return state.current
     ids = [d.id for d in state.devices]
-    if not raw.strip().isdigit() or int(raw) not in ids:
+    if not is_number(raw.strip()) or int(raw) not in ids:
         raise UsageError(
             f"{VISIBLE_DEVICE_ENV}={raw!r} is not one of your devices {ids}; "
             f"unset it or list devices with 'moai-tui device --list'"

@@ -216,3 +216,11 @@ def test_python_dash_m_entry_point(config_dir):
     result = subprocess.run(["python3", "-m", "moai_tui", "smi"], capture_output=True, text=True)
     assert result.returncode == 0 and "MoAI Accelerator" in result.stdout
     assert moai_exe()
+
+
+def test_unicode_digits_are_bad_input_not_a_crash(config_dir):
+    for args, env in ((["switch", "-M", "¹"], {}), (["smi"], {"MOREH_VISIBLE_DEVICE": "٣"})):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    piped = run_cli("switch", input="²\n")
+    assert piped.returncode == 2 and "invalid selection" in piped.stderr

@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import ClusterSnapshot, Gpu, JobRequest, Node
+from moai_tui.parsing import is_number
 
 MB_TO_MIB = 1e6 / 1048576
 NOT_SUPPORTED = 9.0e18  # DCGM's "not supported" sentinel is about 9.2e18
@@ -351,7 +352,7 @@ class PrometheusBackend:
             total = used + free  # FB_TOTAL is not exported by default
         return Gpu(
             node=node,
-            index=int(gpu) if str(gpu).isdigit() else 0,
+            index=int(gpu) if is_number(str(gpu)) else 0,
             model=labels.get("modelName") or labels.get("card_model") or "",
             util=value("util"),
             mem_used_mib=None if used is None else int(used),

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from moai_tui.catalog import Catalog
 from moai_tui.errors import UsageError
+from moai_tui.parsing import is_number
 from moai_tui.text.messages import SWITCHED
 
 
@@ -46,7 +47,7 @@ def numbered_protocol(
             out.write(prompt(catalog))
             out.flush()
             continue
-        if not choice.isdigit() or not 1 <= int(choice) <= len(catalog):
+        if not is_number(choice) or not 1 <= int(choice) <= len(catalog):
             raise UsageError(
                 f"invalid selection {choice!r}: type a number from 1 to {len(catalog)}, or q to quit"
             )

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from moai_tui.catalog import Catalog
 from moai_tui.model import ClusterSnapshot, Flavor
+from moai_tui.parsing import is_number
 from moai_tui.view import fits_now, unavailable_reason
 
 DIGIT_WINDOW_S = 0.8  # "1" then "3" within this time selects 13, as typed in the old prompt
@@ -139,7 +140,7 @@ class FlavorPicker(ModalScreen[str | None]):
     def on_key(self, event: events.Key) -> None:
         key = event.character or ""
         options = self.query_one(FlavorList)
-        if key.isdigit() and not self.filter:
+        if is_number(key) and not self.filter:
             event.stop()
             now = self.clock()
             self._digits = (self._digits if now - self._digit_at <= DIGIT_WINDOW_S else "") + key
