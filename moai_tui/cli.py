@@ -387,8 +387,12 @@ def main(argv: list[str] | None = None) -> int:
             backend_spec=args.backend, catalog_path=args.catalog, prometheus_url=args.prometheus_url
         )
         if args.command is None:
+            # Not closed on the way out: the poller thread may still be inside the backend.
             return run_dashboard(ctx, args)
-        return COMMANDS[args.command](ctx, args, out)
+        try:
+            return COMMANDS[args.command](ctx, args, out)
+        finally:
+            ctx.close()
     except ToolMessage as error:
         print(error, file=sys.stderr)
         return error.exit_code

@@ -59,3 +59,8 @@ class Context:
     @property
     def flavors(self) -> dict[str, Flavor]:
         return {f.name: f for f in self.catalog.flavors}
+
+    def close(self) -> None:
+        """Release the backend if this command opened one (nvmlShutdown, an HTTP connection)."""
+        if "backend" in self.__dict__:
+            self.backend.close()

@@ -125,7 +125,7 @@ class FakeNvml:
 
         return {
             "nvmlInit": init,
-            "nvmlShutdown": lambda: None,
+            "nvmlShutdown": lambda: count("shutdown"),
             "nvmlSystemGetDriverVersion": lambda: answer(self.static["driver"]),
             "nvmlDeviceGetCount": lambda: self.gpus,
             "nvmlDeviceGetHandleByIndex": handle_by_index,

@@ -89,6 +89,14 @@ def test_lost_gpu_shown_in_smi_p(monkeypatch):
     assert views[0].utilization == snapshot.nodes[0].gpus[0].util  # the lost GPU is left out
 
 
+def test_one_shot_commands_shut_nvml_down(monkeypatch, config_dir, capsys):
+    fake = FakeNvml().install(monkeypatch)
+    assert main(["smi", "--backend", "nvml"]) == 0
+    assert main(["switch", "-M", "1", "--backend", "nvml"]) == 0
+    assert "H200" in capsys.readouterr().out
+    assert fake.calls["init"] == 2 and fake.calls["shutdown"] == 2
+
+
 def test_driver_gone_is_one_clear_line(monkeypatch, config_dir, capsys):
     FakeNvml(driver_gone=True).install(monkeypatch)
     with pytest.raises(BackendError, match="NVIDIA driver not loaded"):
