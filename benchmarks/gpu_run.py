@@ -1,5 +1,5 @@
-"""The GPU machine's figures in one go (see benchmarks/gpu_check.sh): NVML idle and under a
-PyTorch load at about 30 % duty, smi one-shot beside nvidia-smi and nvitop --once, and the
+"""The GPU machine's figures in one go (see benchmarks/gpu_check.sh): NVML and the smi one-shot
+(beside nvidia-smi and nvitop --once) idle and under a PyTorch load at about 30 % duty, and the
 dashboard beside nvitop and the naive app, all in this one run."""
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ while time.time() < end:
 
 def main() -> int:
     rows = [dict(r, figure=r["figure"] + ", idle") for r in bench_nvml.run()]
+    rows += [dict(r, figure=r["figure"] + ", idle") for r in bench_smi.run(11)]
     load = subprocess.Popen([sys.executable, "-c", LOAD])
     try:
         time.sleep(8)
         rows += [dict(r, figure=r["figure"] + ", under load") for r in bench_nvml.run()]
-        rows += bench_smi.run(11)
+        rows += [dict(r, figure=r["figure"] + ", under load") for r in bench_smi.run(11)]
         rows += bench_dashboard.gpu_rows(20.0)
     finally:
         load.terminate()
