@@ -9,8 +9,9 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/n
   || echo "editable install failed"
 export PATH="$(dirname "$(command -v python3)"):/tmp/site/bin:$PATH"
 # Bytecode as a user's pip install leaves it: the wheels above go in with --no-compile and that
-# image writes no .pyc, so every one-shot compiled pynvml, nvitop and moai_tui from source.
-python3 -m compileall -q -j 0 /tmp/site moai_tui "$(python3 -c 'import pynvml,os; print(os.path.dirname(pynvml.__file__))')/pynvml.py" >/dev/null
+# image writes no .pyc, so every one-shot compiled pynvml, psutil, nvitop and moai_tui anew.
+python3 -m compileall -q -j 0 /tmp/site moai_tui $(python3 -c '
+import os, psutil, pynvml; print(pynvml.__file__, os.path.dirname(psutil.__file__))') >/dev/null
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 nvidia-smi -L; python3 --version
 python3 -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$out/pytest_gpu.txt" | tail -3
