@@ -174,7 +174,7 @@ def cmd_switch(ctx: Context, args, out) -> int:
 def switch_with_picker(ctx: Context, out) -> int:
     """On a terminal: the picker screen instead of the numbered prompt; 0 on a switch or a
     cancel, 1 on a refusal (printed after the screen is gone)."""
-    from moai_tui.tui.app import PickerApp
+    from moai_tui.tui.app import PickerApp, follow_terminal_size
 
     state = ctx.store.load()
     device = visible_device(state)
@@ -183,6 +183,7 @@ def switch_with_picker(ctx: Context, out) -> int:
     except MoaiError as error:
         print(f"{PROG}: {error}; showing the catalog without availability", file=sys.stderr)
         snapshot = None
+    follow_terminal_size()
     chosen = PickerApp(ctx.catalog, device, state.device(device).flavor, snapshot).run()
     if chosen:
         actions.switch_flavor(ctx, chosen)

@@ -103,15 +103,15 @@ def _descends_from(pid: int, ancestors: set[int]) -> bool:
 
 @pytest.fixture
 def terminal(config_dir):
-    env = {
+    base_env = {
         "MOAI_TUI_CONFIG_DIR": str(config_dir),
         "MOAI_TUI_SIM_TIME": "1780000600",
         "TERM": "xterm-256color",
     }
     opened = []
 
-    def open_terminal(size=(120, 40)):
-        term = Terminal(f"{moai_exe()} --backend simulator", env, size)
+    def open_terminal(size=(120, 40), env: dict | None = None):
+        term = Terminal(f"{moai_exe()} --backend simulator", {**base_env, **(env or {})}, size)
         opened.append(term)
         return term
 
@@ -168,6 +168,20 @@ def test_signals_restore_the_terminal(terminal, config_dir, number):
     os.kill(term.app_pid(), number)
     assert_restored(term, 128 + number)
     assert (config_dir / "state.toml").read_bytes() == before
+
+
+def test_follows_resizes_despite_exported_columns_and_lines(terminal, config_dir):
+    # Exported by JupyterLab terminals, and by the shell of a tmux pane started from pytest:
+    # stale the moment the terminal is resized.
+    term = terminal(env={"COLUMNS": "120", "LINES": "40"})
+    term.wait_for("● live")
+    term.resize(50, 12)
+    term.wait_for("Enlarge the terminal")
+    term.resize(100, 30)
+    screen = term.wait_for("● live")
+    assert "Enlarge" not in screen
+    term.keys("q")
+    assert_restored(term, 0)
 
 
 def test_resize_storm_then_quit_restores_the_terminal(terminal, config_dir):

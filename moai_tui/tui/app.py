@@ -9,6 +9,7 @@ raises or hangs leaves the last good data on screen, marked stale, with the erro
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import threading
@@ -59,6 +60,14 @@ from moai_tui.view import (
 
 MIN_SIZE = (60, 15)
 JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
+
+
+def follow_terminal_size() -> None:
+    """Textual sizes the screen with shutil.get_terminal_size(), which prefers exported COLUMNS
+    and LINES to the terminal itself: where they are exported (JupyterLab terminals, a tmux
+    pane started from pytest) the screen would keep its launch size through every resize."""
+    for name in ("COLUMNS", "LINES"):
+        os.environ.pop(name, None)
 
 
 class Sampled(Message):
@@ -496,6 +505,7 @@ def run_app(
     if wanted and wanted not in themes:
         raise UsageError(f"unknown theme {wanted!r}: choose one of {', '.join(sorted(themes))}")
     app = MoaiApp(ctx, interval, wanted, sampler, first)
+    follow_terminal_size()
     app.run()
     return app.return_code or 0
 
