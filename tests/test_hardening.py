@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 from conftest import moai_exe, run_cli
@@ -130,3 +131,13 @@ def test_credentials_never_printed(config_dir):
 def test_run_never_uses_a_shell():
     source = open(os.path.join(os.path.dirname(__file__), "..", "moai_tui", "launcher.py")).read()
     assert not re.search(r"shell\s*=\s*True|os\.system|os\.popen", source)
+
+
+def test_reliability_table_names_only_tests_that_exist():
+    tests = Path(__file__).parent
+    defined = set()
+    for source in tests.rglob("test_*.py"):
+        defined |= set(re.findall(r"def (test_\w+)", source.read_text()))
+    table = (tests.parent / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"`(?:[\w/]+\.py::)?(test_\w+)`", table))
+    assert named and not named - defined
