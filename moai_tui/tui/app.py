@@ -65,7 +65,7 @@ JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
 def follow_terminal_size() -> None:
     """Textual sizes the screen with shutil.get_terminal_size(), which prefers exported COLUMNS
     and LINES to the terminal itself: where they are exported (JupyterLab terminals, a tmux
-    pane started from pytest) the screen would keep its launch size through every resize."""
+    pane started from pytest) the screen would keep their size through every resize."""
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
 
