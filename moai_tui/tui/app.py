@@ -158,7 +158,9 @@ class MoaiApp(App[int]):
             self.register_theme(theme)
         self.our_themes = sorted(themes)
         wanted = self.requested_theme or self._saved_theme() or DEFAULT_THEME
-        self.theme = wanted if wanted in self.available_themes else DEFAULT_THEME
+        # Textual's own dark theme if even ours is missing (a broken install): never a traceback.
+        fallbacks = (wanted, DEFAULT_THEME, "textual-dark")
+        self.theme = next(name for name in fallbacks if name in self.available_themes)
         # Held once: a sample landing during shutdown must not query a screen being torn down.
         self.header = self.query_one(HeaderBar)
         self.devices = self.query_one(DeviceList)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.metadata
 from pathlib import Path
 
 from textual.color import Color, ColorParseError
@@ -28,12 +28,28 @@ DEFAULT_THEME = "moai-dark"
 
 
 def theme_dirs() -> list[Path]:
-    """The user's own themes first, then the project's themes/ (a checkout or an install)."""
-    return [
+    """The user's own themes first, then ours: a checkout's themes/, or where pip put them."""
+    beside_package = Path(__file__).resolve().parents[2]
+    dirs = [
         config_dir() / "themes",
-        Path(__file__).resolve().parents[2] / "themes",
-        Path(sys.prefix) / "share" / "moai-tui" / "themes",
+        beside_package / "themes",
+        beside_package / "share" / "moai-tui" / "themes",  # pip install --target
     ]
+    recorded = recorded_theme_dir()
+    return dirs + [recorded] if recorded else dirs
+
+
+def recorded_theme_dir() -> Path | None:
+    """Where pip put the wheel's themes under a venv or ~/.local (--user): the distribution's file
+    list says, where sys.prefix is wrong for --user."""
+    try:
+        files = importlib.metadata.distribution("moai-tui").files or ()
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == f"{DEFAULT_THEME}.toml" and file.parent.name == "themes":
+            return Path(file.locate()).resolve().parent
+    return None
 
 
 def parse_theme(text: str, source: str) -> Theme:

@@ -84,6 +84,16 @@ async def test_t_cycles_theme_and_remembers_it(config_dir):
         assert again.theme == "moai-high-contrast"
 
 
+async def test_no_theme_files_found_falls_back_to_textual_dark(config_dir, monkeypatch):
+    # A broken install (no themes/ anywhere) once crashed at mount with InvalidThemeError.
+    monkeypatch.setattr("moai_tui.tui.app.load_themes", dict)
+    app = make_app(config_dir)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+        assert app.theme == "textual-dark"
+        assert app.sample is not None
+
+
 async def test_question_mark_opens_help_listing_every_key(config_dir):
     app = make_app(config_dir)
     async with app.run_test(size=(100, 40)) as pilot:
