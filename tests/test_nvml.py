@@ -150,6 +150,15 @@ def test_process_list_on_slow_cadence_only(monkeypatch):
     assert fake.calls["procs"] == 4
 
 
+def test_idle_gpu_is_not_asked_for_process_utilization(monkeypatch):
+    # Frame 0 of the recording: no process on GPU 0 yet; GPU 1 (frame 40) runs the job.
+    fake = FakeNvml(gpus=2, frame=0).install(monkeypatch)
+    snapshot = NvmlBackend().sample()
+    assert fake.calls["procs"] == 2 and fake.calls["proc_util"] == 1
+    measured = [job.gpus for job in snapshot.jobs if job.util is not None]
+    assert measured and all(gpus == (f"{snapshot.host}:1",) for gpus in measured)
+
+
 def test_local_catalog_and_bigger_flavors_refused(monkeypatch, config_dir, capsys):
     FakeNvml(gpus=4).install(monkeypatch)
     catalog = NvmlBackend().local_catalog()

@@ -146,7 +146,10 @@ class NvmlBackend:
             if not device.lost:
                 procs = _try(pynvml.nvmlDeviceGetComputeRunningProcesses, device.handle)[0]
                 self._processes[device.index] = list(procs or ())
-                # 1.5-2.5 ms a call, NotFound while nothing ran since `since`: slow tier only.
+                if procs == []:
+                    continue  # nothing runs there: spare an idle machine the call below
+                # 2-2.8 ms a call on an H200, NotFound while nothing ran since `since`: slow
+                # tier only.
                 since = self._util_since.get(device.index, 0)
                 samples = _try(pynvml.nvmlDeviceGetProcessUtilization, device.handle, since)[0]
                 for sample in samples or ():
