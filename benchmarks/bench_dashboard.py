@@ -4,34 +4,54 @@ key press to flavor picker (p50, p95), resident memory. The long soak is benchma
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.common import median, moai_command, p95
 from benchmarks.pty_app import PtyApp
+from moai_tui.catalog import load_catalog
+from moai_tui.model import JobRequest
+from moai_tui.state import StateStore
 
 FLAVORS = {"Small": "Small.64GB", "4xLarge": "4xLarge.2048GB", "48xLarge": "48xLarge.24576GB"}
 NAIVE_ROWS = {"naive 32 rows": 32, "naive 384 rows": 384}
 
 
 def seeded_config(flavor: str) -> str:
-    """A config dir whose device 0 has `flavor` and a simulated job running on it."""
+    """A config dir whose device 0 has `flavor` and a simulated job already running on it.
+
+    The job is submitted two hours back: one submitted now waits for free nodes (at 48xLarge up
+    to an hour), and a dashboard whose job starts mid-measurement draws 384 idle GPUs turning
+    busy. That start was the soak's "+2 MB step" at minute 15-21."""
     directory = tempfile.mkdtemp(prefix="moai-bench-")
     env = {**os.environ, "MOAI_TUI_CONFIG_DIR": directory}
-    import subprocess
-
     subprocess.run(
         [*moai_command(), "switch", "-M", flavor], env=env, check=True, capture_output=True
     )
-    subprocess.run(
-        [*moai_command(), "sim", "start", "python train.py"],
-        env=env,
-        check=True,
-        capture_output=True,
+    spec = load_catalog().get(flavor)
+    job = JobRequest(
+        job_id=424242,
+        pid=4242,
+        device=0,
+        command="python train.py",
+        gpus=spec.gpus,
+        nodes=spec.nodes,
+        submitted=time.time() - 7200,
+        user=getpass.getuser(),
     )
+    StateStore(Path(directory)).update(lambda state: replace(state, jobs=(job,)))
+    smi = subprocess.run(
+        [*moai_command(), "smi", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    if any(process["waiting"] for process in json.loads(smi.stdout)["processes"]):
+        raise RuntimeError(f"the seeded {flavor} job still waits for GPUs: submit it earlier")
     return directory
 
 
