@@ -16,12 +16,16 @@ from pathlib import Path
 
 from benchmarks.common import median, moai_command, p95
 from benchmarks.pty_app import PtyApp
+from moai_tui.backends.simulator import sim_clock
 from moai_tui.catalog import load_catalog
 from moai_tui.model import JobRequest
 from moai_tui.state import StateStore
 
 FLAVORS = {"Small": "Small.64GB", "4xLarge": "4xLarge.2048GB", "48xLarge": "48xLarge.24576GB"}
 NAIVE_ROWS = {"naive 32 rows": 32, "naive 384 rows": 384}
+
+
+SEEDED_JOB_AGE_S = 7200.0
 
 
 def seeded_config(flavor: str) -> str:
@@ -43,7 +47,7 @@ def seeded_config(flavor: str) -> str:
         command="python train.py",
         gpus=spec.gpus,
         nodes=spec.nodes,
-        submitted=time.time() - 7200,
+        submitted=sim_clock() - SEEDED_JOB_AGE_S,
         user=getpass.getuser(),
     )
     StateStore(Path(directory)).update(lambda state: replace(state, jobs=(job,)))
