@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -66,26 +67,36 @@ def test_themes_found_after_pip_install_target(wheel, tmp_path):
 
 
 def test_themes_found_after_pip_install_user(wheel, tmp_path):
+    # --user needs the base interpreter (a venv refuses it); textual and the rest come from the
+    # environment running the tests, after the user site so that the user install is found first.
+    base = str(Path(sys.base_prefix) / "bin" / "python3")
     env = {**os.environ, "PYTHONUSERBASE": str(tmp_path / "userbase")}
     env.pop("PYTHONPATH", None)
-    pip_install(sys.executable, "--user", str(wheel), env=env)
-    # The editable checkout install on sys.path would shadow the user install; -s is not an
-    # option (it drops user site), so run with the user site first on the path instead.
+    pip_install(base, "--user", str(wheel), env=env)
     user_site = subprocess.run(
-        [sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+        [base, "-c", "import site; print(site.getusersitepackages())"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    where, names = themes_seen(sys.executable, tmp_path, {**env, "PYTHONPATH": user_site})
+    path = os.pathsep.join([user_site, sysconfig.get_paths()["purelib"]])
+    where, names = themes_seen(base, tmp_path, {**env, "PYTHONPATH": path})
     assert where.startswith(str(tmp_path / "userbase")) and names == THEMES
 
 
 def test_themes_found_after_pip_install_into_a_venv(wheel, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # textual and the rest from the environment running the tests, after the venv's own packages.
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(site) / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     pip_install(python, str(wheel))
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     where, names = themes_seen(python, tmp_path, env)
