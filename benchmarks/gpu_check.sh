@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 export PATH="$(dirname "$(command -v python3)"):/tmp/site/bin:$PATH"
-# Bytecode as a user's machine has it after a first run: that image writes no .pyc (the last
+# Bytecode as a user's machine has it after a first run: that image writes no .pyc (a
 # profile there showed 22 modules, 31 ms, compiled on every one-shot, stdlib ones too). A cache
 # prefix in /tmp takes the bytecode; compileall and one warm-up of each tool fill it.
 env | grep '^PYTHON' ; unset PYTHONDONTWRITEBYTECODE; export PYTHONPYCACHEPREFIX=/tmp/pyc
