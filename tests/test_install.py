@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 THEMES = sorted(path.stem for path in (ROOT / "themes").glob("*.toml"))
 SHOW = (
-    "import moai_tui, sys; from moai_tui.tui.themes import load_themes;"
+    "import moai_tui; from moai_tui.tui.themes import load_themes;"
     "print(moai_tui.__file__); print(','.join(sorted(load_themes())))"
 )
 
@@ -49,6 +49,11 @@ def pip_install(python: str, *args: str, env: dict | None = None) -> None:
     )
 
 
+def python_says(python: str, code: str, env: dict | None = None) -> str:
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return done.stdout.strip()
+
+
 def themes_seen(python: str, tmp_path: Path, env: dict) -> tuple[str, list[str]]:
     """Run from an empty dir with the user's config dir empty: only installed themes count."""
     env = {**env, "MOAI_TUI_CONFIG_DIR": str(tmp_path / "config")}
@@ -73,13 +78,7 @@ def test_themes_found_after_pip_install_user(wheel, tmp_path):
     env = {**os.environ, "PYTHONUSERBASE": str(tmp_path / "userbase")}
     env.pop("PYTHONPATH", None)
     pip_install(base, "--user", str(wheel), env=env)
-    user_site = subprocess.run(
-        [base, "-c", "import site; print(site.getusersitepackages())"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    user_site = python_says(base, "import site; print(site.getusersitepackages())", env)
     path = os.pathsep.join([user_site, sysconfig.get_paths()["purelib"]])
     where, names = themes_seen(base, tmp_path, {**env, "PYTHONPATH": path})
     assert where.startswith(str(tmp_path / "userbase")) and names == THEMES
@@ -90,12 +89,7 @@ def test_themes_found_after_pip_install_into_a_venv(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     # textual and the rest from the environment running the tests, after the venv's own packages.
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    site = python_says(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     (Path(site) / "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     pip_install(python, str(wheel))
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
