@@ -42,6 +42,7 @@ from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
     DeviceList,
     GpuMap,
+    GpuScroll,
     HeaderBar,
     History,
     JobList,
@@ -127,6 +128,7 @@ class MoaiApp(App[int]):
         self._first = first  # a sample started before the UI, if any
         self.history = History()
         self.sample: Sample | None = None
+        self.samples_shown = 0  # counts samples on screen: a cheap key for "data changed"
         self.error: str | None = None
         self.paused = False
         self.in_flight_since: float | None = None  # set by the poller thread
@@ -141,7 +143,7 @@ class MoaiApp(App[int]):
             yield Static(id="notice")
             yield DeviceList(id="devices")
             with Horizontal(id="middle"):
-                with VerticalScroll(id="gpu-scroll", can_focus=False):
+                with GpuScroll(id="gpu-scroll"):
                     yield GpuMap(id="gpus")
                 yield SidePanel(id="side")
             with VerticalScroll(id="jobs"):
@@ -236,6 +238,7 @@ class MoaiApp(App[int]):
             if message.history and current is not None:
                 self.history.preload(current.device, message.history[:-1])
             self.history.add(self.sample.views, self.sample.snapshot)
+            self.samples_shown += 1
             self._render_sample()
         else:
             self.error = message.error
@@ -295,14 +298,13 @@ class MoaiApp(App[int]):
                 f"Latest Version: {snapshot.version_latest}"
             )
         key = (text.plain, theme.name)
-        self.header.show(key, lambda: text)
+        self.header.show(key, lambda _width: text)
 
     def _show_gpus(self) -> None:
         view = self.selected_view()
         gpu_map = self.gpu_map
-        room = max(3, self.gpu_scroll.size.height)
         if view is None:
-            gpu_map.set_gpus((), "no devices", room)
+            gpu_map.set_gpus((), "no devices")
         elif not view.active:
             waiting = view.job is not None and view.job.waiting
             message = f"Device {view.device} ({view.flavor_name}): " + (
@@ -311,9 +313,9 @@ class MoaiApp(App[int]):
                 else "idle, no GPUs allocated. Start a job to see them "
                 "(moai-tui run -- CMD, or moai-tui sim start CMD)."
             )
-            gpu_map.set_gpus((), message, room)
+            gpu_map.set_gpus((), message)
         else:
-            gpu_map.set_gpus(view.gpus, "", room)
+            gpu_map.set_gpus(view.gpus, "")
 
     def on_gpu_map_node_changed(self, message: GpuMap.NodeChanged) -> None:
         self._show_side()
@@ -325,9 +327,13 @@ class MoaiApp(App[int]):
 
     def _show_side(self) -> None:
         view = self.selected_view()
-        panel = self.side
-        width = max(10, (panel.size.width or 36) - 10)
-        theme = self.current_theme
+        gpu_map = self.gpu_map
+        node = gpu_map.current_node() if gpu_map.compact else None
+        key = (self.samples_shown, view and view.device, node, self.current_theme.name)
+        self.side.show(key, partial(self._side_text, view, node, self.current_theme))
+
+    def _side_text(self, view: DeviceView | None, node: str | None, theme, width: int) -> Text:
+        width = max(10, width - 10)
         text = Text()
         if view is not None:
             points = list(self.history.devices.get(view.device, ()))
@@ -343,11 +349,9 @@ class MoaiApp(App[int]):
             text.append(f"{fmt_percent(mem_now):>5}\n")
             text.append("     0-100 % scale, last ", style="dim")
             text.append(f"{fmt_duration(len(points) * self.interval)}\n", style="dim")
-            gpu_map = self.gpu_map
-            node = gpu_map.current_node() if gpu_map.compact else None
             if node is not None:
                 node_util = list(self.history.nodes.get(node, ()))
-                gpus = dict(gpu_map.nodes).get(node, [])
+                gpus = dict(self.gpu_map.nodes).get(node, [])
                 text.append(f"\n{node}\n", style="bold")
                 text.append("util ")
                 text.append(sparkline(node_util, width))
@@ -364,7 +368,7 @@ class MoaiApp(App[int]):
                 f"mem {self.sample.host_mem:4.1f} %",
                 style="dim",
             )
-        panel.show((text.plain, theme.name), lambda: text)
+        return text
 
     def _show_jobs(self) -> None:
         sample = self.sample

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.geometry import Region
 from textual.message import Message
 from textual.widget import Widget
@@ -50,24 +51,40 @@ def temp_style(theme, temp_c: float | None) -> str:
 class TextPanel(Widget):
     """A rich Text in a box whose size the CSS fixes: `show(key, build)` repaints it only when
     `key` changed, and without a layout pass (Static.update asks for one, which repaints every
-    widget on the screen, both tables included)."""
+    widget on the screen, both tables included). `build(width)` runs at render time with the
+    panel's own width, so the text never depends on whether a sample landed before the first
+    layout."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._text = Text()
         self._key: object = None
+        self._build = None
+        self._built_width: int | None = None
 
     @property
     def content(self) -> Text:
+        self._ensure_built()
         return self._text
 
     def show(self, key: object, build) -> None:
         if key != self._key:
             self._key = key
-            self._text = build()
+            self._build = build
+            self._built_width = None
             self.refresh()
 
+    def _ensure_built(self) -> None:
+        width = self.size.width
+        if self._build is not None and self._built_width != width:
+            self._built_width = width
+            self._text = self._build(width)
+
+    def on_resize(self) -> None:
+        self.refresh()
+
     def render(self) -> Text:
+        self._ensure_built()
         return self._text
 
 
@@ -178,6 +195,14 @@ class DeviceList(Widget, can_focus=True):
         self.refresh()
 
 
+class GpuScroll(VerticalScroll, can_focus=False):
+    """The GPU map's scroll box: the map's layout depends on the box's height."""
+
+    def on_resize(self) -> None:
+        for gpu_map in self.query(GpuMap):
+            gpu_map._rebuild()
+
+
 class GpuMap(Widget, can_focus=True):
     """The accelerator's GPUs grouped by node: one line per GPU when they fit, else a heat-map
     of one cell per GPU and one line per node, with the node under the cursor in detail."""
@@ -205,13 +230,12 @@ class GpuMap(Widget, can_focus=True):
         self._lines: list[Text] = [Text(self.message)]
         self._key: object = None
 
-    def set_gpus(self, gpus: Sequence[Gpu], message: str, room: int) -> None:
+    def set_gpus(self, gpus: Sequence[Gpu], message: str) -> None:
         grouped: dict[str, list[Gpu]] = {}
         for gpu in gpus:
             grouped.setdefault(gpu.node, []).append(gpu)
         self.nodes = list(grouped.items())
         self.message = message
-        self.compact = len(gpus) + len(grouped) > room
         self.cursor = min(self.cursor, max(0, len(self.nodes) - 1))
         self._rebuild()
 
@@ -221,6 +245,13 @@ class GpuMap(Widget, can_focus=True):
     def _rebuild(self) -> None:
         theme = self.app.current_theme
         width = max(20, self.size.width or 60)
+        # One line per GPU when they fit in the scroll box, as laid out now (not when the
+        # sample landed: the box may not have its size yet).
+        room = max(3, self.parent.size.height) if self.parent is not None else 3
+        compact = sum(1 + len(gpus) for _, gpus in self.nodes) > room
+        if compact != self.compact:
+            self.compact = compact
+            self.post_message(self.NodeChanged(self.current_node()))
         key = (
             tuple((n, tuple(gs)) for n, gs in self.nodes),
             self.message,

@@ -13,6 +13,9 @@ from moai_tui.state import Device, State, StateStore
 from moai_tui.tui.app import MoaiApp
 
 T0 = 1_780_000_000.0
+# A backend made to hang waits 30 s: a key that takes this long to land means the UI is blocked
+# on it. Far above any scheduling delay on a busy 2-core machine.
+HANG_BOUND_S = 5.0
 CATALOG = load_catalog()
 
 
@@ -69,8 +72,9 @@ def make_app(directory: Path, t: float = T0, interval: float = 1.0, **kwargs) ->
 
 
 async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
-    """Wait until the app has shown `samples` samples (the poller runs in a thread)."""
-    for _ in range(200):
+    """Wait until the app has shown `samples` samples (the poller runs in a thread); fail if it
+    never does."""
+    for _ in range(500):
         if (
             app.sample is not None
             and app.backend.samples >= samples
@@ -78,6 +82,11 @@ async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
         ):
             break
         await pilot.pause(0.02)
+    else:  # say so here, not in a later assertion that points elsewhere
+        raise AssertionError(
+            f"the app did not show sample {samples} within 10 s "
+            f"(backend sampled {app.backend.samples}, error: {app.error})"
+        )
     # Tables size their columns on the next refresh: let the screen finish before reading it.
     for _ in range(3):
         await pilot.pause()

@@ -8,7 +8,7 @@ from moai_tui.state import StateStore
 from moai_tui.tui.screens import ConfirmScreen, FlavorList, FlavorPicker, HelpScreen
 from moai_tui.tui.widgets import DeviceList, GpuMap
 
-from .helpers import make_app, seed_state, settle
+from .helpers import HANG_BOUND_S, make_app, seed_state, settle
 
 
 def header(app) -> str:
@@ -316,7 +316,9 @@ async def test_backend_that_hangs_never_blocks_keys(config_dir):
         loop = asyncio.get_running_loop()
         started = loop.time()
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen) and loop.time() - started < 0.5
+        # The backend hangs for 30 s: only a UI blocked on it takes anywhere near that. How
+        # fast a key lands is a benchmark's business (benchmarks/), not a test's.
+        assert isinstance(app.screen, HelpScreen) and loop.time() - started < HANG_BOUND_S
         await pilot.press("escape")
         app.backend.hang.clear()
         app.backend.release.set()
