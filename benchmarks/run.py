@@ -34,7 +34,7 @@ def backend_refresh_rows() -> list[dict]:
         started = time.perf_counter()
         snapshot = simulator.sample(jobs)
         sim_times.append(time.perf_counter() - started)
-    trace = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nvml"
+    trace = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nvml"
     rows = [
         {
             "figure": "simulator refresh, 64 nodes (512 GPUs), 48xLarge job",

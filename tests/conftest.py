@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# Recordings and reference outputs the tests read, carried in the project: a clone has no
+# ../shared beside it.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FROZEN = "1780000000.0"  # a fixed simulator time for reproducible numbers
 
 

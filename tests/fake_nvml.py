@@ -1,5 +1,5 @@
 """A fake NVML for machines without a GPU: the pynvml functions moai-tui calls, answering from
-the real H200 / H100 recording in ../shared/fixtures/nvml (values and errors as recorded), with
+the real H200 / H100 recording in tests/fixtures/nvml (values and errors as recorded), with
 faults to inject: a GPU lost mid-run, the driver gone, NoPermission on process lists.
 
 `install()` swaps the functions on the real `pynvml` module, so the backend's own calls and its
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pynvml
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "nvml"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvml"
 GIB = 1024**3
 HOLDER_BYTES = 2 * GIB  # the recording's second process: a 2 GiB holder
 CODES = {cls.__name__: code for code, cls in pynvml.NVMLError._valClassMapping.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SHARED, run_cli
+from conftest import FIXTURES, run_cli
 
 from moai_tui.catalog import load_catalog, parse_catalog
 from moai_tui.errors import UsageError
@@ -11,7 +11,7 @@ from moai_tui.errors import UsageError
 
 def reference_table() -> list[tuple[str, int, int, int]]:
     rows = []
-    for line in (SHARED / "reference" / "moreh-cli.md").read_text().splitlines():
+    for line in (FIXTURES / "reference" / "moreh-cli.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and all(cells[i].isdigit() for i in (0, 2, 3, 4)):
             rows.append((cells[1], int(cells[2]), int(cells[3]), int(cells[4])))

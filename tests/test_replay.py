@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from conftest import SHARED, run_cli
+from conftest import FIXTURES, run_cli
 
 from moai_tui.backends.replay import ReplayBackend, load_recording
 from moai_tui.codec import snapshot_to_dict
 
-TRACE = SHARED / "fixtures" / "nvml" / "h200-trace.jsonl"
+TRACE = FIXTURES / "nvml" / "h200-trace.jsonl"
 
 
 def test_h200_trace_plays_back_at_recorded_pace():

@@ -6,11 +6,11 @@ import json
 import re
 import subprocess
 
-from conftest import SHARED, run_cli
+from conftest import FIXTURES, run_cli
 
 
 def reference_blocks() -> list[str]:
-    text = (SHARED / "reference" / "moreh-cli.md").read_text()
+    text = (FIXTURES / "reference" / "moreh-cli.md").read_text()
     return [b for b in re.findall(r"```text\n(.*?)```", text, re.S)]
 
 
