@@ -57,7 +57,13 @@ def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
         "platform": snapshot.platform,
         "version": {"current": snapshot.version_current, "latest": snapshot.version_latest},
         "nodes": [
-            {"name": n.name, "up": n.up, "gpus": [gpu_to_dict(g) for g in n.gpus]}
+            {
+                "name": n.name,
+                "up": n.up,
+                "state": n.state,
+                "reason": n.reason,
+                "gpus": [gpu_to_dict(g) for g in n.gpus],
+            }
             for n in snapshot.nodes
         ],
         "jobs": [{**asdict(j), "gpus": list(j.gpus)} for j in snapshot.jobs],
@@ -81,6 +87,7 @@ def _gpu_from(data: dict, node: str, where: str) -> Gpu:
         index=_require(data, "index", int, where),
         model=str(data.get("model", "")),
         lost=bool(data.get("lost", False)),
+        uuid=str(data.get("uuid", "")),
         **values,
     )
 
@@ -104,6 +111,9 @@ def _job_from(data: dict, where: str) -> Job:
         waiting=bool(data.get("waiting", False)),
         mem_used_mib=_optional_number(data, "mem_used_mib", where, True),
         util=_optional_number(data, "util", where, False),
+        gpus_wanted=_optional_number(data, "gpus_wanted", where, True) or 0,
+        nodes_wanted=_optional_number(data, "nodes_wanted", where, True) or 0,
+        reason=str(data.get("reason", "")),
     )
 
 
@@ -119,7 +129,16 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
             _gpu_from(g, name, f"{node_where}.gpus[{j}]")
             for j, g in enumerate(_require(node, "gpus", list, node_where))
         )
-        nodes.append(Node(name, gpus, bool(_object(node, node_where).get("up", True))))
+        node = _object(node, node_where)
+        nodes.append(
+            Node(
+                name,
+                gpus,
+                bool(node.get("up", True)),
+                str(node.get("state", "")),
+                str(node.get("reason", "")),
+            )
+        )
     jobs = tuple(
         _job_from(j, f"{where}.jobs[{i}]")
         for i, j in enumerate(_require(data, "jobs", list, where))

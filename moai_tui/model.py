@@ -40,6 +40,7 @@ class Gpu:
     power_w: float | None = None
     job_id: int | None = None
     lost: bool = False
+    uuid: str = ""  # the vendor's stable id (NVML UUID, DCGM UUID label), where known
 
     @property
     def location(self) -> str:
@@ -51,6 +52,10 @@ class Node:
     name: str
     gpus: tuple[Gpu, ...]
     up: bool = True
+    # A scheduler's word for the node (idle, mixed, allocated, down, drained, ...) and why, where
+    # a backend knows one; empty otherwise.
+    state: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ class Job:
     started: float = 0.0
     waiting: bool = False
     mem_used_mib: int | None = None
-    util: float | None = None  # the job's own share of its GPUs' time, where known (NVML)
+    util: float | None = None  # the job's own share of its GPUs' time, where known
+    # What a job asks for (0: not known) and, while it waits, why (a scheduler's reason).
+    gpus_wanted: int = 0
+    nodes_wanted: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True)

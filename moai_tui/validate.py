@@ -90,7 +90,7 @@ def clean_snapshot(snapshot: ClusterSnapshot) -> tuple[ClusterSnapshot, str | No
             bad += wrong
             changed |= bool(wrong)
             gpus.append(cleaned)
-        nodes.append(Node(node.name, tuple(gpus), node.up) if changed else node)
+        nodes.append(replace(node, gpus=tuple(gpus)) if changed else node)
     if not bad and not duplicates:
         return snapshot, None
     parts = []
