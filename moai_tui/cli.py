@@ -113,7 +113,7 @@ def cmd_smi(ctx: Context, args, out) -> int:
         out.write(RELEASE_OK + "\n")
         return 0
     backend = ctx.backend
-    pinned = getattr(backend, "pinned", None)
+    pinned = backend.pinned_state()
     if pinned is not None:
         state, flavors = pinned.state, pinned.flavors
         current = state.current

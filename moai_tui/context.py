@@ -38,8 +38,10 @@ class Context:
         path = path or self.config.catalog
         if path is None and (self.directory / "catalog.toml").exists():
             path = self.directory / "catalog.toml"
-        if path is None and hasattr(self.backend, "local_catalog"):
-            return self.backend.local_catalog()
+        if path is None:
+            derived = self.backend.local_catalog()
+            if derived is not None:
+                return derived
         return load_catalog(path)
 
     @cached_property

@@ -85,10 +85,10 @@ def _release(ctx: Context, job_id: int) -> None:
 def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
     if not argv:
         raise UsageError("run needs a command: moai-tui run -- python train.py")
-    if not hasattr(ctx.backend, "local_catalog"):
+    if ctx.backend.visible_devices_env is None:
         raise RefusedError(
-            f"moai-tui run starts processes on this machine's NVIDIA GPUs, and the "
-            f"{ctx.backend.name} backend has none here; on the simulator use 'moai-tui sim start'"
+            f"moai-tui run starts processes on this machine's GPUs; the {ctx.backend.name} "
+            f"backend cannot hand out any (on the simulator use 'moai-tui sim start')"
         )
     taken = {j.job_id for j in ctx.store.load().jobs}
     job_id = random.SystemRandom().choice(
@@ -118,7 +118,7 @@ def _supervise(ctx: Context, job: JobRequest, argv: list[str]) -> int:
     env = {
         **os.environ,
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        "CUDA_VISIBLE_DEVICES": ",".join(indices),
+        ctx.backend.visible_devices_env: ",".join(indices),
         "MOAI_TUI_JOB_ID": str(job.job_id),
     }
     try:

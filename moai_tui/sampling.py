@@ -97,16 +97,15 @@ class Sampler:
         """The first sample, with the current device's recent history where the backend keeps
         one (Prometheus): the graphs are full the moment the dashboard opens."""
         outcome = self.take()
-        history = getattr(self.ctx.backend, "history", None)
-        if outcome.sample is None or history is None:
+        if outcome.sample is None:
             return outcome
         current = next((v for v in outcome.sample.views if v.current), None)
         nodes = list(dict.fromkeys(g.node for g in current.gpus)) if current else []
         try:
-            points = tuple(history(nodes, history_s, step))
+            points = self.ctx.backend.history(nodes, history_s, step)
         except Exception:  # history is a nicety: the live sample stands without it
             return outcome
-        return Outcome(outcome.sample, history=points)
+        return outcome if points is None else Outcome(outcome.sample, history=tuple(points))
 
     def first(self, history_s: float, step: float) -> Future:
         """Start the first sample now, on its own thread, to overlap the UI's start-up."""

@@ -2,26 +2,55 @@
 
 A backend's `sample(requests)` returns a ClusterSnapshot; `requests` are the user's jobs from the
 state file, which the simulator places and real backends match to processes.
+
+What only some backends can do is declared here too, and every backend answers it explicitly
+(None or False where it cannot): callers ask, they never probe with getattr.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from moai_tui.config import Config
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import ClusterSnapshot, JobRequest
 
+if TYPE_CHECKING:
+    from moai_tui.backends.snapshot import Pinned
+    from moai_tui.catalog import Catalog
+
 NAMES = ("auto", "simulator", "nvml", "prometheus", "replay:FILE[@SPEED]", "snapshot:FILE")
+
+# (util %, memory %) of a set of nodes, oldest first, one point per step.
+HistoryPoints = list[tuple[float | None, float | None]]
 
 
 class Backend(Protocol):
     name: str
     # A line for the user about how the backend was chosen (e.g. a fallback), or None.
     notice: str | None
+    # The environment variable that confines a local process to some of this backend's GPUs
+    # (CUDA_VISIBLE_DEVICES), where `moai-tui run` can hand them out; None where it cannot
+    # (a simulated, remote or recorded cluster).
+    visible_devices_env: str | None
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
+
+    def local_catalog(self) -> Catalog | None:
+        """Flavors derived from the backend's own GPUs (1, 2, 4, 8 x this machine's GPU), or
+        None: the user's catalog file or MoAI's built-in one applies."""
+        ...
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> HistoryPoints | None:
+        """(util %, memory %) of `nodes` over the last `seconds`, every `step` seconds, where
+        the backend keeps a history (Prometheus); None where it keeps none."""
+        ...
+
+    def pinned_state(self) -> Pinned | None:
+        """The user's devices and flavors saved with the samples (`snapshot:FILE`), which then
+        replace the state file's; None where the state file applies."""
+        ...
 
     def close(self) -> None: ...
 

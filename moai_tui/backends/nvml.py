@@ -55,6 +55,8 @@ def describe_nvml_error(error: Exception) -> str:
 class NvmlBackend:
     name = "nvml"
     notice: str | None = None
+    # This machine's GPUs: `moai-tui run` hands them out.
+    visible_devices_env = "CUDA_VISIBLE_DEVICES"
 
     def __init__(
         self, clock: Callable[[], float] = time.time, process_interval: float = PROCESS_INTERVAL_S
@@ -239,6 +241,12 @@ class NvmlBackend:
                 )
             )
         return jobs
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+        return None  # NVML keeps no history: the dashboard gathers its own
+
+    def pinned_state(self) -> None:
+        return None
 
     def close(self) -> None:
         try:

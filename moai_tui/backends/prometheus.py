@@ -237,6 +237,7 @@ def describe(error: Exception) -> str:
 class PrometheusBackend:
     name = "prometheus"
     notice: str | None = None
+    visible_devices_env = None  # the cluster's GPUs are other machines'
 
     def __init__(self, client: PrometheusClient, clock=time.time):
         self.client = client
@@ -384,6 +385,12 @@ class PrometheusBackend:
         )
         mem_at = dict(mem)
         return [(u, mem_at.get(t)) for t, u in util]
+
+    def local_catalog(self) -> None:
+        return None
+
+    def pinned_state(self) -> None:
+        return None
 
     def close(self) -> None:
         self.client.close()

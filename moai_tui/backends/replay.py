@@ -154,6 +154,7 @@ class ReplayBackend:
 
     name = "replay"
     notice: str | None = None
+    visible_devices_env = None  # recorded GPUs cannot run anything
 
     def __init__(
         self,
@@ -192,6 +193,15 @@ class ReplayBackend:
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         return self.frame_at(self.clock() - self.started)
+
+    def local_catalog(self) -> None:
+        return None
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+        return None
+
+    def pinned_state(self) -> None:
+        return None
 
     def close(self) -> None:
         pass

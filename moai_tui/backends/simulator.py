@@ -104,6 +104,7 @@ def sim_clock() -> float:
 
 class SimulatorBackend:
     name = "simulator"
+    visible_devices_env = None  # simulated GPUs: `moai-tui sim start` places jobs instead
 
     def __init__(
         self,
@@ -324,6 +325,15 @@ class SimulatorBackend:
             used = sum(gpu_by_location[loc].mem_used_mib or 0 for loc in job.gpus)
             out.append(replace(job, mem_used_mib=used if job.gpus else None))
         return out
+
+    def local_catalog(self) -> None:
+        return None  # the MoAI catalog: the simulated cluster is a MoAI one
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+        return None
+
+    def pinned_state(self) -> None:
+        return None
 
     def close(self) -> None:
         pass

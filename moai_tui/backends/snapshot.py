@@ -21,6 +21,8 @@ SCHEMA = "moai-tui/smi-1"
 
 @dataclass(frozen=True)
 class Pinned:
+    """A saved `smi --json`: the user's devices and their flavors, and the cluster, as saved."""
+
     state: State
     flavors: dict[str, Flavor]
     snapshot: ClusterSnapshot
@@ -73,12 +75,22 @@ def load_pinned(path: str) -> Pinned:
 class SnapshotBackend:
     name = "snapshot"
     notice = None
+    visible_devices_env = None  # a saved cluster cannot run anything
 
     def __init__(self, path: str):
         self.pinned = load_pinned(path)
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         return self.pinned.snapshot
+
+    def local_catalog(self) -> None:
+        return None  # the pinned flavors come with pinned_state()
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+        return None
+
+    def pinned_state(self) -> Pinned:
+        return self.pinned
 
     def close(self) -> None:
         pass

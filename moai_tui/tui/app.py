@@ -170,9 +170,8 @@ class MoaiApp(App[int]):
         self.gpu_scroll = self.query_one("#gpu-scroll")
         self.side = self.query_one(SidePanel)
         self.jobs = self.query_one(JobList)
-        notice = getattr(self.backend, "notice", None)
-        if notice:
-            self._notice(notice)
+        if self.backend.notice:
+            self._notice(self.backend.notice)
         if self._first is not None and self._first.done():  # data in the very first frame
             self.on_sampled(Sampled(self._first.result()))
             self._first = None
