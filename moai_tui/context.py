@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moai_tui.catalog import Catalog, load_catalog
 from moai_tui.config import Config, config_dir, load_config
-from moai_tui.model import Flavor
+from moai_tui.model import ClusterSnapshot, Flavor, JobRequest
 from moai_tui.state import DEFAULT_FLAVOR, StateStore
+
+if TYPE_CHECKING:
+    from moai_tui.backends import Backend, HistoryPoints
 
 CATALOG_ENV = "MOAI_TUI_CATALOG"
 
@@ -20,6 +26,13 @@ class Context:
     backend_spec: str | None = None
     catalog_path: Path | None = None
     prometheus_url: str | None = None
+    _backend: Backend | None = field(default=None, init=False, repr=False)
+    # Opening a backend twice (two nvmlInit, two sockets) from two threads must not happen:
+    # cached_property takes no lock from Python 3.12 on.
+    _open_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # One backend call at a time: the dashboard's poller and its actions, and an exporter's
+    # concurrent scrapes, share one HTTP connection (Prometheus) or NVML's per-process caches.
+    _call_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property
     def directory(self) -> Path:
@@ -44,13 +57,33 @@ class Context:
                 return derived
         return load_catalog(path)
 
-    @cached_property
-    def backend(self):
-        from moai_tui.backends import open_backend
+    @property
+    def backend(self) -> Backend:
+        """Opened on first use, once, whichever thread asks first."""
+        with self._open_lock:
+            if self._backend is None:
+                from moai_tui.backends import open_backend
 
-        return open_backend(
-            self.backend_spec or self.config.backend, self.config, self.prometheus_url
-        )
+                self._backend = open_backend(
+                    self.backend_spec or self.config.backend, self.config, self.prometheus_url
+                )
+            return self._backend
+
+    @backend.setter
+    def backend(self, backend: Backend) -> None:  # tests and tools bring their own
+        with self._open_lock:
+            self._backend = backend
+
+    def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
+        """The backend's sample; every caller comes through here, one call at a time."""
+        backend = self.backend
+        with self._call_lock:
+            return backend.sample(requests)
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float) -> HistoryPoints | None:
+        backend = self.backend
+        with self._call_lock:
+            return backend.history(nodes, seconds, step)
 
     @cached_property
     def store(self) -> StateStore:
@@ -64,5 +97,5 @@ class Context:
 
     def close(self) -> None:
         """Release the backend if this command opened one (nvmlShutdown, an HTTP connection)."""
-        if "backend" in self.__dict__:
-            self.backend.close()
+        if self._backend is not None:
+            self._backend.close()

@@ -1,28 +1,18 @@
-"""One dashboard sample: the state, the backend's snapshot, what the user sees of it, and the
-host. No textual here: the first sample is taken while the UI is still being imported."""
+"""Dashboard sampling: the shared pipeline (pipeline.take_sample) plus the host, on the poller's
+thread. No textual here: the first sample is taken while the UI is still being imported."""
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from moai_tui.context import Context
 from moai_tui.model import ClusterSnapshot
-from moai_tui.state import State, prune_dead_jobs
-from moai_tui.validate import clean_snapshot
-from moai_tui.view import DeviceView, device_views
+from moai_tui.pipeline import Sample, take_sample
+from moai_tui.state import State
 
-
-@dataclass(frozen=True)
-class Sample:
-    snapshot: ClusterSnapshot
-    state: State
-    views: tuple[DeviceView, ...]
-    host_cpu: float | None = None
-    host_mem: float | None = None
-    processes: dict = field(default_factory=dict)  # pid -> (cpu %, rss bytes), local only
-    invalid: str | None = None  # what the backend got wrong, for the header
+__all__ = ["HostProbe", "Outcome", "Sample", "Sampler"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +49,19 @@ class HostProbe:
             self.processes.pop(pid, None)
             return None
 
+    def jobs(self, snapshot: ClusterSnapshot) -> dict[int, tuple[float, int]]:
+        """CPU% / RSS of the snapshot's job pids; pids no longer in it are forgotten (a busy
+        shared node sees thousands come and go)."""
+        pids = {job.pid for job in snapshot.jobs}
+        for gone in self.processes.keys() - pids:
+            del self.processes[gone]
+        stats = {}
+        for pid in pids:
+            reading = self.process(pid)
+            if reading is not None:
+                stats[pid] = reading
+        return stats
+
 
 class Sampler:
     """Takes samples for the dashboard; used from one thread at a time."""
@@ -66,31 +69,28 @@ class Sampler:
     def __init__(self, ctx: Context, host_probe: HostProbe | None):
         self.ctx = ctx
         self.host_probe = host_probe
-        self._state_seen: tuple[float | None, State] | None = None
+        self._state_seen: tuple[tuple[int, int, int] | None, State] | None = None
 
     def take(self) -> Outcome:
         try:
-            state = prune_dead_jobs(self._load_state())
-            snapshot, invalid = clean_snapshot(self.ctx.backend.sample(state.jobs))
-            views = tuple(device_views(state.devices, state.current, self.ctx.flavors, snapshot))
-            host_cpu = host_mem = None
-            processes = {}
-            if self.host_probe is not None:
-                host_cpu, host_mem = self.host_probe.host()
-                if snapshot.local:  # only then are the pids this machine's processes
-                    for job in snapshot.jobs:
-                        stats = self.host_probe.process(job.pid)
-                        if stats is not None:
-                            processes[job.pid] = stats
-            return Outcome(Sample(snapshot, state, views, host_cpu, host_mem, processes, invalid))
+            sample = take_sample(self.ctx, self._load_state())
+            probe = self.host_probe
+            if probe is not None:
+                host_cpu, host_mem = probe.host()
+                # Only on a local backend are the pids this machine's processes.
+                processes = probe.jobs(sample.snapshot) if sample.snapshot.local else {}
+                sample = replace(sample, host_cpu=host_cpu, host_mem=host_mem, processes=processes)
+            return Outcome(sample)
         except Exception as error:  # any backend failure: keep the last data, say why
             return Outcome(None, f"{type(error).__name__}: {error}")
 
     def _load_state(self) -> State:
-        """Re-read the state file only when it changed (a switch in another terminal)."""
-        mtime = self.ctx.store.mtime()
-        if self._state_seen is None or self._state_seen[0] != mtime or mtime is None:
-            self._state_seen = (mtime, self.ctx.store.load())
+        """Re-read the state file only when it changed (a switch in another terminal). Every
+        write is a new file (an atomic rename), so inode, mtime and size tell a change even
+        within one coarse filesystem timestamp tick."""
+        stamp = self.ctx.store.stamp()
+        if self._state_seen is None or self._state_seen[0] != stamp or stamp is None:
+            self._state_seen = (stamp, self.ctx.store.load())
         return self._state_seen[1]
 
     def take_first(self, history_s: float, step: float) -> Outcome:
@@ -99,20 +99,25 @@ class Sampler:
         outcome = self.take()
         if outcome.sample is None:
             return outcome
-        current = next((v for v in outcome.sample.views if v.current), None)
+        current = outcome.sample.current_view()
         nodes = list(dict.fromkeys(g.node for g in current.gpus)) if current else []
         try:
-            points = self.ctx.backend.history(nodes, history_s, step)
+            points = self.ctx.history(nodes, history_s, step)
         except Exception:  # history is a nicety: the live sample stands without it
             return outcome
         return outcome if points is None else Outcome(outcome.sample, history=tuple(points))
 
     def first(self, history_s: float, step: float) -> Future:
-        """Start the first sample now, on its own thread, to overlap the UI's start-up."""
+        """Start the first sample now, on its own thread, to overlap the UI's start-up. The
+        future always resolves to an Outcome: whoever waits on it never waits forever."""
         future: Future = Future()
-        threading.Thread(
-            target=lambda: future.set_result(self.take_first(history_s, step)),
-            name="first-sample",
-            daemon=True,
-        ).start()
+
+        def run() -> None:
+            try:
+                outcome = self.take_first(history_s, step)
+            except Exception as error:
+                outcome = Outcome(None, f"{type(error).__name__}: {error}")
+            future.set_result(outcome)
+
+        threading.Thread(target=run, name="first-sample", daemon=True).start()
         return future

@@ -77,7 +77,7 @@ def render_processes(views: Sequence[DeviceView]) -> list[str]:
             str(v.job.job_id),
             str(v.job.pid),
             safe_command(v.job.command),
-            fmt_mib(v.memory_used_mib),
+            fmt_mib(v.job.mem_used_mib),  # the job's own, as the dashboard shows it
         ]
         for v in views
         if v.job is not None
@@ -165,7 +165,7 @@ def smi_document(views: Sequence[DeviceView], snapshot: ClusterSnapshot, current
             "pid": v.job.pid,
             "user": v.job.user,
             "command": v.job.command,
-            "memory_used_mib": v.memory_used_mib,
+            "memory_used_mib": v.job.mem_used_mib,
             "waiting": v.job.waiting,
         }
         for v in views
