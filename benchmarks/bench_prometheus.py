@@ -42,6 +42,7 @@ def wait_for_gpus(url: str, count: int, timeout: float = 90.0) -> None:
 
 def measure(gpus: int, nodes: int, refreshes: int = 15) -> dict:
     from moai_tui.backends.prometheus import PrometheusBackend
+    from moai_tui.config import PrometheusSettings
 
     work = Path(tempfile.mkdtemp(prefix="moai-prom-"))
     (work / "config").mkdir()
@@ -85,7 +86,7 @@ def measure(gpus: int, nodes: int, refreshes: int = 15) -> dict:
     url = f"http://127.0.0.1:{prom_port}"
     try:
         wait_for_gpus(url, gpus)
-        backend = PrometheusBackend.from_config(url, {"timeout": 10})
+        backend = PrometheusBackend.from_config(url, PrometheusSettings(timeout=10.0))
         backend.sample()
         before = backend.client.queries
         times = []

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import math
 import os
-import random
 import sys
 from pathlib import Path
 
 from moai_tui import __version__, actions
 from moai_tui.context import Context
-from moai_tui.errors import MoaiError, RefusedError, ToolMessage, UsageError
-from moai_tui.model import JobRequest
+from moai_tui.errors import MoaiError, ToolMessage, UsageError
 from moai_tui.parsing import is_number
-from moai_tui.state import MAX_DEVICES, Device, State, prune_dead_jobs, visible_device
+from moai_tui.state import MAX_DEVICES, prune_dead_jobs, visible_device
 from moai_tui.text.messages import (
     CREATE_OK,
     CURRENT_OK,
@@ -31,9 +29,24 @@ PROMETHEUS_HELP = "Prometheus server for --backend prometheus (or MOAI_TUI_PROME
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 
 
+ASK = "ask"  # `device --rm` / `--switch` given without an ID: ask for one
+
+
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, as for every other bad input
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def device_id(text: str) -> int:
+    """A device id as typed: a number (whether it exists is the state's to say), never a
+    negative one."""
+    if not is_number(text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid device id {text!r}: one of 0-{MAX_DEVICES - 1}")
+    return int(text)
+
+
+def is_terminal() -> bool:
+    return sys.stdin.isatty()
 
 
 def build_parser() -> ArgumentParser:
@@ -42,7 +55,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--backend", help=BACKEND_HELP)
     parser.add_argument("--catalog", type=Path, help=CATALOG_HELP)
     parser.add_argument("--prometheus-url", metavar="URL", help=PROMETHEUS_HELP)
-    parser.add_argument("--interval", type=float, help="seconds between refreshes (>= 0.25)")
+    parser.add_argument("--interval", type=float, help="seconds between refreshes (0.25-10)")
     parser.add_argument("--theme", help="theme name (see themes/)")
     # The same options after a subcommand; SUPPRESS keeps a value given before it.
     common = ArgumentParser(add_help=False)
@@ -55,21 +68,41 @@ def build_parser() -> ArgumentParser:
 
     smi = sub.add_parser("smi", parents=[common], help="status table, as moreh-smi prints it")
     smi.add_argument("-p", action="store_true", help="one row per physical GPU")
-    smi.add_argument("-i", type=int, metavar="IDX", help="only device IDX")
+    smi.add_argument("-i", type=int, metavar="IDX", help="only device IDX (-r: stop its job)")
     smi.add_argument("-r", "--reset", action="store_true", help="stop the job, release the GPUs")
     smi.add_argument("-v", "--version", action="store_true", help="print the platform version")
     smi.add_argument("--json", action="store_true", help="machine-readable (schema moai-tui/smi-1)")
 
     switch = sub.add_parser("switch", parents=[common], help="change the accelerator's flavor")
-    switch.add_argument("-M", "--model", metavar="N|NAME", help="flavor number or name")
+    chosen = switch.add_mutually_exclusive_group()
+    chosen.add_argument("-M", "--model", metavar="N|NAME", help="flavor number or name")
+    chosen.add_argument("--list", action="store_true", help="print the numbered flavors")
 
     device = sub.add_parser("device", parents=[common], help="the user's accelerators (0-4)")
     action = device.add_mutually_exclusive_group(required=True)
     action.add_argument("--list", action="store_true", help="list devices")
-    action.add_argument("--add", nargs="?", const="", metavar="FLAVOR", help="create a device")
-    action.add_argument("--rm", nargs="?", const=-1, type=int, metavar="ID", help="remove a device")
     action.add_argument(
-        "--switch", nargs="?", const=-1, type=int, metavar="ID", help="make a device current"
+        "--add",
+        nargs="?",
+        const=ASK,
+        metavar="FLAVOR",
+        help="create a device (no FLAVOR: a menu on a terminal, else the current device's)",
+    )
+    action.add_argument(
+        "--rm",
+        nargs="?",
+        const=ASK,
+        type=device_id,
+        metavar="ID",
+        help="remove a device (no ID: asks, on a terminal only)",
+    )
+    action.add_argument(
+        "--switch",
+        nargs="?",
+        const=ASK,
+        type=device_id,
+        metavar="ID",
+        help="make a device current (no ID: asks)",
     )
 
     run = sub.add_parser("run", parents=[common], help="run a command on the flavor's GPUs")
@@ -96,43 +129,35 @@ def build_parser() -> ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=ArgumentParser)
     start = sim_sub.add_parser("start", parents=[common], help="start a simulated job")
     start.add_argument("job_command", metavar="COMMAND", help='e.g. "python train.py"')
-    start.add_argument("--device", type=int, help="device id (default: current)")
+    start.add_argument("--device", type=device_id, help="device id (default: current)")
     stop = sim_sub.add_parser("stop", parents=[common], help="stop the simulated job")
-    stop.add_argument("--device", type=int, help="device id (default: current)")
+    stop.add_argument("--device", type=device_id, help="device id (default: current)")
     return parser
 
 
 # smi ---------------------------------------------------------------------------------------
 def cmd_smi(ctx: Context, args, out) -> int:
+    from moai_tui.pipeline import take_sample
     from moai_tui.text.smi import render_gpus, render_smi, smi_document
-    from moai_tui.validate import clean_snapshot
-    from moai_tui.view import device_views
 
     if args.reset:
-        actions.release(ctx)
+        actions.release(ctx, args.i)
         out.write(RELEASE_OK + "\n")
         return 0
-    backend = ctx.backend
-    pinned = backend.pinned_state()
-    if pinned is not None:
-        state, flavors = pinned.state, pinned.flavors
-        current = state.current
-    else:
-        state, flavors = prune_dead_jobs(ctx.store.load()), ctx.flavors
-        current = visible_device(state)
-    snapshot, _ = clean_snapshot(backend.sample(state.jobs))
+    sample = take_sample(ctx)
+    snapshot = sample.snapshot
     if args.version:
         out.write(f"{snapshot.platform} {snapshot.version_current}\n")
         return 0
-    views = device_views(state.devices, current, flavors, snapshot)
+    views = list(sample.views)
     if args.i is not None:
         views = [v for v in views if v.device == args.i]
         if not views:
             raise UsageError(
-                f"no device {args.i}: your devices are {[d.id for d in state.devices]}"
+                f"no device {args.i}: your devices are {[d.id for d in sample.state.devices]}"
             )
     if args.json:
-        json.dump(smi_document(views, snapshot, current), out, indent=1)
+        json.dump(smi_document(views, snapshot, sample.current), out, indent=1)
         out.write("\n")
     elif args.p:
         chosen = next((v for v in views if v.current), views[0])
@@ -149,16 +174,19 @@ def current_flavor(ctx: Context) -> str:
 
 
 def cmd_switch(ctx: Context, args, out) -> int:
-    from moai_tui.text.switch import numbered_protocol
+    from moai_tui.text.switch import numbered_protocol, render_menu
 
     catalog = ctx.catalog
-    current_flavor(ctx)  # a broken state file or a bad MOREH_VISIBLE_DEVICE fails before any I/O
+    current = current_flavor(ctx)  # a broken state file or MOREH_VISIBLE_DEVICE fails first
+    if args.list:
+        out.write(render_menu(catalog, current))
+        return 0
     if args.model is not None:
         flavor = catalog.resolve(args.model)
         actions.switch_flavor(ctx, flavor.name)
         out.write(SWITCHED.format(name=flavor.name) + "\n")
         return 0
-    if sys.stdin.isatty() and out.isatty():
+    if is_terminal() and out.isatty():
         return switch_with_picker(ctx, out)
     numbered_protocol(
         catalog,
@@ -179,7 +207,7 @@ def switch_with_picker(ctx: Context, out) -> int:
     state = ctx.store.load()
     device = visible_device(state)
     try:  # "fits now" needs a sample; without one the picker still lists the catalog
-        snapshot = ctx.backend.sample(())
+        snapshot = ctx.sample(())
     except MoaiError as error:
         print(f"{PROG}: {error}; showing the catalog without availability", file=sys.stderr)
         snapshot = None
@@ -194,72 +222,59 @@ def switch_with_picker(ctx: Context, out) -> int:
 # device ------------------------------------------------------------------------------------
 def cmd_device(ctx: Context, args, out) -> int:
     if args.list:
+        from moai_tui.pipeline import take_sample
         from moai_tui.text.smi import render_devices
-        from moai_tui.view import device_views
 
-        state = ctx.store.load()
-        snapshot = ctx.backend.sample(state.jobs)
-        views = device_views(state.devices, visible_device(state), ctx.flavors, snapshot)
-        out.write("\n".join(render_devices(views, snapshot)) + "\n")
+        sample = take_sample(ctx)
+        out.write("\n".join(render_devices(sample.views, sample.snapshot)) + "\n")
         return 0
     if args.add is not None:
-        return add_device(ctx, args.add, out)
+        actions.add_device(ctx, chosen_flavor(ctx, args.add, out))
+        out.write(CREATE_OK + "\n")
+        return 0
     if args.rm is not None:
-        return remove_device(ctx, args.rm, out)
-    return choose_current(ctx, args.switch, out)
-
-
-def add_device(ctx: Context, flavor_text: str, out) -> int:
-    def add(state: State) -> State:
-        free = [i for i in range(MAX_DEVICES) if state.device(i) is None]
-        if not free:
-            raise RefusedError(
-                f"cannot create a device: at most {MAX_DEVICES} per user (0-{MAX_DEVICES - 1}); "
-                "remove one with 'moai-tui device --rm ID'"
+        if args.rm == ASK and not is_terminal():
+            raise UsageError(
+                "device --rm without an ID asks which device on a terminal only: "
+                "name it, e.g. moai-tui device --rm 1 (moai-tui device --list shows them)"
             )
-        name = (
-            ctx.catalog.resolve(flavor_text).name
-            if flavor_text
-            else state.device(state.current).flavor
-        )
-        devices = tuple(sorted((*state.devices, Device(free[0], name)), key=lambda d: d.id))
-        return State(devices, state.current, state.jobs, state.theme)
-
-    ctx.store.update(add)
-    out.write(CREATE_OK + "\n")
-    return 0
-
-
-def remove_device(ctx: Context, requested: int, out) -> int:
-    def remove(state: State) -> State:
-        device = actions.existing_device(state, requested)
-        if len(state.devices) == 1:
-            raise RefusedError(f"cannot remove device {device}: it is your only device")
-        if state.job_on(device) is not None:
-            raise RefusedError(
-                f"cannot remove device {device}: a job runs on it; stop it with 'moai-tui smi -r'"
-            )
-        devices = tuple(d for d in state.devices if d.id != device)
-        current = state.current if state.current != device else devices[0].id
-        return State(devices, current, state.jobs, state.theme)
-
-    ctx.store.update(remove)
-    out.write(REMOVE_OK + "\n")
-    return 0
-
-
-def choose_current(ctx: Context, requested: int, out) -> int:
-    if requested < 0:
-        state = ctx.store.load()
-        out.write(f"Devices: {', '.join(str(d.id) for d in state.devices)}\nDevice ID: ")
-        out.flush()
-        line = sys.stdin.readline().strip()
-        if not is_number(line):
-            raise UsageError(f"invalid device id {line!r}: type one of the numbers listed")
-        requested = int(line)
-    actions.make_current(ctx, requested)
+        actions.remove_device(ctx, ask_device(ctx, out) if args.rm == ASK else args.rm)
+        out.write(REMOVE_OK + "\n")
+        return 0
+    actions.make_current(ctx, ask_device(ctx, out) if args.switch == ASK else args.switch)
     out.write(CURRENT_OK + "\n")
     return 0
+
+
+def chosen_flavor(ctx: Context, typed: str, out) -> str | None:
+    """The flavor for `device --add`: the one typed; with none, the numbered menu on a terminal
+    (as moreh-smi does), else None: the visible device's flavor."""
+    if typed != ASK:
+        return ctx.catalog.resolve(typed).name
+    if not is_terminal():
+        return None
+    from moai_tui.text.switch import prompt, render_menu
+
+    catalog = ctx.catalog
+    out.write(render_menu(catalog, current_flavor(ctx)) + "\n" + prompt(catalog))
+    out.flush()
+    line = sys.stdin.readline().strip()
+    if line in ("q", "Q", ""):
+        raise UsageError("no device created: no flavor chosen")
+    if not is_number(line) or not 1 <= int(line) <= len(catalog):
+        raise UsageError(f"invalid selection {line!r}: type a number from 1 to {len(catalog)}")
+    return catalog.flavors[int(line) - 1].name
+
+
+def ask_device(ctx: Context, out) -> int:
+    """moreh-smi's prompt for a device id."""
+    state = ctx.store.load()
+    out.write(f"Devices: {', '.join(str(d.id) for d in state.devices)}\nDevice ID: ")
+    out.flush()
+    line = sys.stdin.readline().strip()
+    if not is_number(line):
+        raise UsageError(f"invalid device id {line!r}: type one of the numbers listed")
+    return int(line)
 
 
 # sim ---------------------------------------------------------------------------------------
@@ -268,42 +283,9 @@ def cmd_sim(ctx: Context, args, out) -> int:
         actions.release(ctx, args.device)
         out.write(RELEASE_OK + "\n")
         return 0
-    from moai_tui.backends.simulator import sim_clock
-
-    rng = random.SystemRandom()
-    started: list[JobRequest] = []
-
-    def start(state: State) -> State:
-        device = actions.existing_device(state, args.device)
-        holder = state.job_on(device)
-        if holder is not None:
-            raise RefusedError(
-                f"device {device} is in use by job {holder.job_id} ({holder.command}); "
-                f"stop it first with 'moai-tui sim stop --device {device}'"
-            )
-        flavor = ctx.catalog.get(state.device(device).flavor)
-        if flavor is None:
-            raise UsageError(f"device {device}'s flavor is not in the catalog: switch it first")
-        taken = {j.job_id for j in state.jobs}
-        job_id = rng.choice([n for n in rng.sample(range(100000, 1000000), 8) if n not in taken])
-        job = JobRequest(
-            job_id,
-            rng.randrange(10000, 4000000),
-            device,
-            args.job_command,
-            flavor.gpus,
-            flavor.nodes,
-            sim_clock(),
-            getpass.getuser(),
-            "sim",
-        )
-        started.append(job)
-        return State(state.devices, state.current, (*state.jobs, job), state.theme)
-
-    state = ctx.store.update(start)
-    job = started[0]
+    job = actions.start_sim_job(ctx, args.job_command, args.device)
     out.write(f"Job {job.job_id} (PID {job.pid}) submitted on device {job.device}: {job.command}\n")
-    placed = ctx.backend.sample(state.jobs).job_on_device(job.device)
+    placed = ctx.sample(ctx.store.load().jobs).job_on_device(job.device)
     if placed is not None and placed.waiting:
         out.write(NO_RESOURCES + "\n")
     return 0
@@ -320,7 +302,7 @@ def cmd_run(ctx: Context, args, out) -> int:
 def cmd_record(ctx: Context, args, out) -> int:
     from moai_tui.backends.replay import record
 
-    if not args.seconds > 0 or not args.interval > 0:
+    if not 0 < args.seconds < math.inf or not 0 < args.interval < math.inf:
         raise UsageError("--seconds and --interval must be positive numbers")
     try:
         handle = args.out.open("w", encoding="utf-8")
@@ -340,9 +322,10 @@ def cmd_record(ctx: Context, args, out) -> int:
 
 def cmd_exporter(ctx: Context, args, out) -> int:
     from moai_tui.exporter import serve
+    from moai_tui.pipeline import take_sample
 
-    def sample():
-        return ctx.backend.sample(prune_dead_jobs(ctx.store.load()).jobs)
+    def sample():  # cleaned, as smi and the dashboard show it: impossible values left out
+        return take_sample(ctx).snapshot
 
     def announce(line: str) -> None:
         out.write(line + "\n")
@@ -355,12 +338,12 @@ def cmd_exporter(ctx: Context, args, out) -> int:
 def run_dashboard(ctx: Context, args) -> int:
     """Check the options, start the first sample, and only then import the UI: the sample
     runs while Textual loads, so the first frame already shows data."""
-    from moai_tui.config import MIN_INTERVAL
+    from moai_tui.config import check_interval
     from moai_tui.sampling import HostProbe, Sampler
 
-    interval = args.interval if args.interval is not None else ctx.config.interval
-    if not interval >= MIN_INTERVAL:
-        raise UsageError(f"--interval must be at least {MIN_INTERVAL} seconds")
+    interval = ctx.config.interval
+    if args.interval is not None:
+        interval = check_interval(args.interval, "--interval")
     ctx.catalog  # a bad catalog is reported before the screen changes  # noqa: B018
     sampler = Sampler(ctx, HostProbe())
     first = sampler.first(history_s=600.0, step=interval)

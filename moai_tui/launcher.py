@@ -1,8 +1,15 @@
 """`moai-tui run -- CMD ARGS...`: dynamic allocation of real GPUs at the process level.
 
-Under the state lock, the launcher picks the current flavor's number of GPUs (least loaded
-first, never ones another `moai-tui run` holds) and records the job; it then starts CMD with
-CUDA_VISIBLE_DEVICES set (no shell), forwards signals, and removes the record whatever the exit.
+Under the state lock, the launcher picks a job id and the current flavor's number of GPUs (least
+loaded first, never ones another `moai-tui run` holds) and records the job; it then starts CMD
+confined to those GPUs (their UUIDs in CUDA_VISIBLE_DEVICES, no shell), records the child's pid
+with the child's own start time, forwards signals, and removes the record whatever the exit.
+
+Signals: SIGINT, SIGTERM and SIGHUP are blocked from before the reservation to the end, and
+taken with sigtimedwait: none can land between the reservation and the supervision and leave the
+child unsupervised, or its record behind. The child starts with them unblocked. A signal the
+terminal sent (Ctrl-C, hangup) already reached the child, which shares the terminal's process
+group: only signals sent by a process (kill) are forwarded.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import getpass
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,21 +25,37 @@ import time
 from dataclasses import replace
 
 from moai_tui.context import Context
-from moai_tui.errors import MoaiError, RefusedError, UsageError
-from moai_tui.model import JobRequest
-from moai_tui.state import State, prune_dead_jobs, visible_device
+from moai_tui.errors import RefusedError, UsageError
+from moai_tui.model import Gpu, JobRequest
+from moai_tui.state import State, new_job_id, process_started, prune_dead_jobs, visible_device
 from moai_tui.text.messages import BUSY, NO_RESOURCES
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RETRY_S = 1.0
+SI_KERNEL = 0x80  # siginfo si_code of a signal the kernel sent (a terminal's Ctrl-C, a hangup)
 
 
 class _Wait(Exception):
     """Not now: the device or the GPUs are busy; the message says which."""
 
 
-def _reserve(ctx: Context, job_id: int, command: str) -> JobRequest:
+def allowed_gpus(gpus: list[Gpu], env_name: str, environ=os.environ) -> list[Gpu]:
+    """The GPUs a user's own CUDA_VISIBLE_DEVICES leaves to moai-tui (indices, UUIDs or UUID
+    prefixes, as CUDA reads them); all of them when it is not set."""
+    raw = environ.get(env_name)
+    if raw is None:
+        return gpus
+    wanted = [entry.strip() for entry in raw.split(",") if entry.strip()]
+    return [
+        g
+        for g in gpus
+        if any(w == str(g.index) or (g.uuid and g.uuid.startswith(w)) for w in wanted)
+    ]
+
+
+def _reserve(ctx: Context, command: str) -> JobRequest:
     backend = ctx.backend
+    env_name = backend.visible_devices_env
     reserved: list[JobRequest] = []
 
     def take(state: State) -> State:
@@ -46,7 +70,7 @@ def _reserve(ctx: Context, job_id: int, command: str) -> JobRequest:
                 f"device {device}'s flavor {state.device(device).flavor!r} is not in this "
                 f"machine's catalog: pick one with 'moai-tui switch'"
             )
-        snapshot = backend.sample(state.jobs)
+        snapshot = ctx.sample(state.jobs)
         held = {loc for job in state.jobs for loc in job.assigned}
         local = [g for node in snapshot.nodes for g in node.gpus]
         if flavor.gpus > len(local):
@@ -54,13 +78,20 @@ def _reserve(ctx: Context, job_id: int, command: str) -> JobRequest:
                 f"flavor {flavor.name} needs {flavor.gpus} GPUs; this machine has {len(local)}: "
                 "pick a smaller one with 'moai-tui switch'"
             )
-        free = [g for g in local if not g.lost and g.location not in held]
+        allowed = allowed_gpus(local, env_name)
+        if flavor.gpus > len(allowed):
+            raise RefusedError(
+                f"flavor {flavor.name} needs {flavor.gpus} GPUs; your {env_name}="
+                f"{os.environ[env_name]!r} allows {len(allowed)} of this machine's: unset it "
+                f"or pick a smaller flavor with 'moai-tui switch'"
+            )
+        free = [g for g in allowed if not g.lost and g.location not in held]
         if len(free) < flavor.gpus:
             raise _Wait(NO_RESOURCES)
         free.sort(key=lambda g: (g.util or 0.0, g.mem_used_mib or 0, g.index))
         chosen = sorted(free[: flavor.gpus], key=lambda g: g.index)
         job = JobRequest(
-            job_id,
+            new_job_id(state, random.SystemRandom()),  # under the lock: ids never collide
             os.getpid(),
             device,
             command,
@@ -71,11 +102,11 @@ def _reserve(ctx: Context, job_id: int, command: str) -> JobRequest:
             "run",
             tuple(g.location for g in chosen),
         )
-        reserved.append(job)
+        reserved[:] = [job, *chosen]
         return replace(state, jobs=(*state.jobs, job))
 
     ctx.store.update(take)
-    return reserved[0]
+    return reserved[0], reserved[1:]
 
 
 def _release(ctx: Context, job_id: int) -> None:
@@ -90,15 +121,12 @@ def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
             f"moai-tui run starts processes on this machine's GPUs; the {ctx.backend.name} "
             f"backend cannot hand out any (on the simulator use 'moai-tui sim start')"
         )
-    taken = {j.job_id for j in ctx.store.load().jobs}
-    job_id = random.SystemRandom().choice(
-        [n for n in range(100000, 1000000, 7919) if n not in taken]
-    )
-    command = " ".join(argv)
+    signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
+    command = shlex.join(argv)
     said = None
     while True:
         try:
-            job = _reserve(ctx, job_id, command)
+            job, gpus = _reserve(ctx, command)
             break
         except _Wait as busy:
             if not wait:
@@ -106,44 +134,51 @@ def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
             if str(busy) != said:
                 said = str(busy)
                 print(said, file=sys.stderr, flush=True)
-            time.sleep(RETRY_S)
+            stop = signal.sigtimedwait(FORWARDED, RETRY_S)  # a signal ends the wait
+            if stop is not None:
+                return 128 + stop.si_signo
     try:
-        return _supervise(ctx, job, argv)
+        return _supervise(ctx, job, gpus, argv)
     finally:
         _release(ctx, job.job_id)
 
 
-def _supervise(ctx: Context, job: JobRequest, argv: list[str]) -> int:
-    indices = [loc.rsplit(":", 1)[1] for loc in job.assigned]
+def _unblock_in_child() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (*FORWARDED, signal.SIGCHLD))
+
+
+def _supervise(ctx: Context, job: JobRequest, gpus: list[Gpu], argv: list[str]) -> int:
     env = {
         **os.environ,
-        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        ctx.backend.visible_devices_env: ",".join(indices),
+        # UUIDs name the same GPUs whatever the enumeration order; an index where NVML gave none.
+        ctx.backend.visible_devices_env: ",".join(g.uuid or str(g.index) for g in gpus),
         "MOAI_TUI_JOB_ID": str(job.job_id),
     }
     try:
-        child = subprocess.Popen(argv, env=env)  # a list, never a shell
+        child = subprocess.Popen(argv, env=env, preexec_fn=_unblock_in_child)  # never a shell
     except OSError as error:
         print(f"moai-tui run: cannot start {argv[0]!r}: {error.strerror}", file=sys.stderr)
         return 127
-    # Record the child's pid: smi shows it, `smi -r` signals it, and a killed launcher's
-    # entry stays only while the child still holds the GPUs.
-    ctx.store.update(
-        lambda s: replace(
-            s,
-            jobs=tuple(replace(j, pid=child.pid) if j.job_id == job.job_id else j for j in s.jobs),
-        )
-    )
-    previous = {
-        sig: signal.signal(sig, lambda number, _frame: child.send_signal(number))
-        for sig in FORWARDED
-    }
+    # Record the child's pid and its own start time: smi shows it, `smi -r` signals it, and a
+    # killed launcher's entry stays exactly while this child (not a reused pid) holds the GPUs.
+    started = process_started(child.pid) or time.time()
     try:
-        code = child.wait()
-    except MoaiError:
+        ctx.store.update(
+            lambda s: replace(
+                s,
+                jobs=tuple(
+                    replace(j, pid=child.pid, submitted=started) if j.job_id == job.job_id else j
+                    for j in s.jobs
+                ),
+            )
+        )
+    except BaseException:  # the state cannot say who holds the GPUs: the child must not run
         child.kill()
+        child.wait()
         raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    while child.poll() is None:
+        info = signal.sigtimedwait((*FORWARDED, signal.SIGCHLD), 1.0)
+        if info is not None and info.si_signo != signal.SIGCHLD and info.si_code != SI_KERNEL:
+            child.send_signal(info.si_signo)
+    code = child.returncode
     return code if code >= 0 else 128 - code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -70,6 +71,8 @@ def _job_from(entry: dict) -> JobRequest:
 
 def parse_state(text: str) -> State:
     """A State from the file's text; raises ValueError with the reason when it is not valid."""
+    if not text.strip():
+        raise ValueError("the file is empty")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -141,11 +144,14 @@ class StateStore:
                 f"move it aside (mv {self.path} {self.path}.bad) to start afresh"
             ) from None
 
-    def mtime(self) -> float | None:
+    def stamp(self) -> tuple[int, int, int] | None:
+        """(inode, mtime in ns, size) of the file, None when it cannot be seen: a change in
+        any of them means the file was written."""
         try:
-            return self.path.stat().st_mtime_ns / 1e9
+            info = self.path.stat()
         except OSError:
             return None
+        return info.st_ino, info.st_mtime_ns, info.st_size
 
     @contextmanager
     def _locked(self):
@@ -188,11 +194,31 @@ class StateStore:
                 os.fsync(handle.fileno())
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
+            tmp = None
+            self._sync_directory()
         except OSError as error:
             if tmp is not None:
                 with suppress(OSError):
                     os.unlink(tmp)
             raise MoaiError(self._write_error(error)) from None
+
+    def _sync_directory(self) -> None:
+        """The rename is durable only once the directory is on disk: without this a crash can
+        bring back the state from before a committed switch. The rename has happened either
+        way, so a filesystem that cannot sync a directory is no reason to report a failure."""
+        with suppress(OSError):
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _remove_debris(self) -> None:
+        """Temporary files of writers killed before their rename. Only called under the lock,
+        when no other writer can be half-way."""
+        for leftover in self.directory.glob(".state.*.tmp"):
+            with suppress(OSError):
+                leftover.unlink()
 
     def update(self, change: Callable[[State], State]) -> State:
         """Apply change to the newest state under the lock; write only if it changed anything."""
@@ -200,8 +226,19 @@ class StateStore:
             before = self.load()
             after = change(before)
             if after != before:
+                self._remove_debris()
                 self._write(after)
             return after
+
+
+def new_job_id(state: State, rng: random.Random) -> int:
+    """A six-digit job id no job of `state` has. Called inside the locked update that adds the
+    job, so two launches can never pick the same one."""
+    taken = {j.job_id for j in state.jobs}
+    while True:
+        candidate = rng.randrange(100000, 1000000)
+        if candidate not in taken:
+            return candidate
 
 
 def visible_device(state: State, environ: dict | os._Environ = os.environ) -> int:
@@ -218,19 +255,26 @@ def visible_device(state: State, environ: dict | os._Environ = os.environ) -> in
     return int(raw)
 
 
-def process_alive(pid: int, since: float) -> bool:
-    """Whether `pid` still runs and is the process started at `since` (not a reused pid)."""
+def process_started(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), None if there is none."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def process_alive(pid: int, since: float) -> bool:
+    """Whether `pid` still runs and is the process started at `since`, not a later process that
+    reused the pid, whoever owns it (a pid reused by another user's process is not ours)."""
     import psutil
 
     try:
         process = psutil.Process(pid)
         return process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= since + 2.0
+    except psutil.AccessDenied:  # cannot tell (a hardened /proc): keep the GPUs held
+        return True
     except psutil.Error:
         return False
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from moai_tui.model import ClusterSnapshot, Gpu, Node
+from moai_tui.model import ClusterSnapshot, Gpu
 
 # field -> (lowest, highest) a real GPU can report
 BOUNDS = {

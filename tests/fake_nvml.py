@@ -39,6 +39,9 @@ class FakeNvml:
     frame: int = 120  # alloc30+busy on the H200 recording
     spread: int = 40  # GPU i shows frame + i * spread, so GPUs differ in load
     lost: set[int] = field(default_factory=set)
+    # GPU index -> an NVML error every reading of it raises (e.g. "NVMLError_Unknown")
+    failing: dict[int, str] = field(default_factory=dict)
+    job_pid: int = 439  # the recorded job's pid on GPU 0 (GPU i: + 1000 * i); its holder's + 1
     driver_gone: bool = False
     processes_denied: bool = False
     calls: dict[str, int] = field(default_factory=dict)
@@ -54,6 +57,8 @@ class FakeNvml:
     def device(self, handle) -> int:
         if handle in self.lost:
             raise nvml_error("NVMLError_GpuIsLost")
+        if handle in self.failing:
+            raise nvml_error(self.failing[handle])
         return handle
 
     def functions(self) -> dict:
@@ -98,9 +103,11 @@ class FakeNvml:
             # describes (the job, pid from proc_util, and the 2 GiB holder beside it).
             used = line["mem_v2"]["ok"]["used"]
             job = SimpleNamespace(
-                pid=439 + 1000 * handle, usedGpuMemory=max(0, used - HOLDER_BYTES)
+                pid=self.job_pid + 1000 * handle, usedGpuMemory=max(0, used - HOLDER_BYTES)
             )
-            holder = SimpleNamespace(pid=440 + 1000 * handle, usedGpuMemory=HOLDER_BYTES)
+            holder = SimpleNamespace(
+                pid=self.job_pid + 1 + 1000 * handle, usedGpuMemory=HOLDER_BYTES
+            )
             return [job, holder][: len(recorded)]
 
         def process_utilization(handle, since):
@@ -109,7 +116,7 @@ class FakeNvml:
             samples = answer(line["proc_util"])  # NotFound while nothing ran, as recorded
             return [
                 SimpleNamespace(
-                    pid=s["pid"] + 1000 * handle,
+                    pid=s["pid"] - 439 + self.job_pid + 1000 * handle,
                     smUtil=s["smUtil"],
                     memUtil=s["memUtil"],
                     timeStamp=s["timeStamp"],

@@ -51,7 +51,7 @@ def backends(config_dir, tmp_path, monkeypatch) -> dict[str, Backend]:
     return {
         "simulator": SimulatorBackend(),
         "nvml": NvmlBackend(),
-        "prometheus": PrometheusBackend.from_config("http://127.0.0.1:9", {}),
+        "prometheus": PrometheusBackend.from_config("http://127.0.0.1:9"),
         "replay": ReplayBackend.from_spec(str(FIXTURES / "nvml" / "h200-trace.jsonl")),
         "snapshot": SnapshotBackend(str(saved)),
     }

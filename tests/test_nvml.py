@@ -179,3 +179,30 @@ def _moai_catalog() -> str:
     import moai_tui.catalog
 
     return str(Path(moai_tui.catalog.__file__).parent / "catalogs" / "moai.toml")
+
+
+def test_unknown_error_once_is_not_a_lost_gpu(monkeypatch):
+    """NVML_ERROR_UNKNOWN can be a hiccup: a GPU is lost only after UNKNOWN_LIMIT ticks of it in
+    a row (GpuIsLost marks it at once, see above)."""
+    from moai_tui.backends.nvml import UNKNOWN_LIMIT
+
+    fake = FakeNvml(gpus=2).install(monkeypatch)
+    backend = NvmlBackend()
+    fake.failing[0] = "NVMLError_Unknown"
+    hiccup = backend.sample().nodes[0].gpus
+    assert not hiccup[0].lost and hiccup[0].util is None and hiccup[1].util is not None
+    fake.failing.clear()
+    recovered = backend.sample().nodes[0].gpus[0]
+    assert not recovered.lost and recovered.util is not None
+    fake.failing[0] = "NVMLError_Unknown"
+    streak = [backend.sample().nodes[0].gpus[0].lost for _ in range(UNKNOWN_LIMIT)]
+    assert streak == [False] * (UNKNOWN_LIMIT - 1) + [True]
+    fake.failing.clear()
+    assert backend.sample().nodes[0].gpus[0].lost  # gone for good once judged lost
+
+
+def test_gpus_carry_their_nvml_uuid(monkeypatch):
+    FakeNvml(gpus=2).install(monkeypatch)
+    gpus = NvmlBackend().sample().nodes[0].gpus
+    recorded = "GPU-111a1675-4d51-786b-b21a-081019e305"
+    assert [g.uuid for g in gpus] == [recorded + "00", recorded + "01"]

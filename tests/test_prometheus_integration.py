@@ -155,7 +155,7 @@ def test_smi_shows_the_simulators_totals(cluster):
 
 
 def test_refresh_is_two_queries(cluster):
-    backend = PrometheusBackend.from_config(cluster.url, {})
+    backend = PrometheusBackend.from_config(cluster.url)
     backend.sample()
     before = backend.client.queries
     snapshot = backend.sample()

@@ -212,7 +212,7 @@ def test_post_refused_falls_back_to_get(canned):
 
 def test_credentials_sent_never_shown(canned, monkeypatch):
     monkeypatch.setenv("MOAI_TUI_PROMETHEUS_TOKEN", "s3cret-token")
-    b = PrometheusBackend.from_config(canned.url, {})
+    b = PrometheusBackend.from_config(canned.url)
     b.sample()
     assert canned.requests[-1][2]["Authorization"] == "Bearer s3cret-token"
     canned.replies["metrics"] = (500, b"")
@@ -232,7 +232,7 @@ def test_credentials_sent_never_shown(canned, monkeypatch):
 def test_bad_url_and_missing_url(monkeypatch):
     monkeypatch.delenv("MOAI_TUI_PROMETHEUS_URL", raising=False)
     with pytest.raises(UsageError, match="needs a URL"):
-        PrometheusBackend.from_config(None, {})
+        PrometheusBackend.from_config(None)
     with pytest.raises(UsageError, match="must look like http://host:9090"):
         PrometheusClient("ftp://x")
 

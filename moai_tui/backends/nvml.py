@@ -23,8 +23,9 @@ from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
 
 MIB = 1024 * 1024
 PROCESS_INTERVAL_S = 3.0
-# The device is gone: stop asking it. Anything else: that one value is missing.
-_LOST = (pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN)
+# GPU_IS_LOST: the device is gone, stop asking it. UNKNOWN: maybe gone, maybe a hiccup: lost
+# only after this many ticks in a row. Anything else: that one value is missing.
+UNKNOWN_LIMIT = 3
 
 
 @dataclass
@@ -34,14 +35,15 @@ class _Device:
     name: str
     uuid: str
     lost: bool = False
+    unknown_streak: int = 0  # ticks in a row whose readings failed with NVML_ERROR_UNKNOWN
 
 
 def _try(call: Callable, *args):
-    """(value, lost): value None when NVML cannot answer this field on this GPU."""
+    """(value, error code): value None when NVML cannot answer this field on this GPU."""
     try:
-        return call(*args), False
+        return call(*args), None
     except pynvml.NVMLError as error:
-        return None, error.value in _LOST
+        return None, error.value
 
 
 def describe_nvml_error(error: Exception) -> str:
@@ -73,13 +75,11 @@ class NvmlBackend:
         self.devices: list[_Device] = []
         count = _try(pynvml.nvmlDeviceGetCount)[0] or 0
         for index in range(count):
-            handle, lost = _try(pynvml.nvmlDeviceGetHandleByIndex, index)
+            handle, _ = _try(pynvml.nvmlDeviceGetHandleByIndex, index)
             found = handle is not None
             name = _try(pynvml.nvmlDeviceGetName, handle)[0] if found else None
             uuid = _try(pynvml.nvmlDeviceGetUUID, handle)[0] if found else None
-            self.devices.append(
-                _Device(index, handle, name or "NVIDIA GPU", uuid or "", lost or not found)
-            )
+            self.devices.append(_Device(index, handle, name or "NVIDIA GPU", uuid or "", not found))
         if not self.devices:
             pynvml.nvmlShutdown()
             raise BackendError("nvml backend: the NVIDIA driver reports no GPU")
@@ -111,7 +111,7 @@ class NvmlBackend:
     # Per tick ------------------------------------------------------------------------------
     def _read(self, device: _Device, job_id: int | None) -> Gpu:
         if device.lost:
-            return Gpu(self.host, device.index, device.name, lost=True)
+            return Gpu(self.host, device.index, device.name, lost=True, uuid=device.uuid)
         handle = device.handle
         try:  # the common case in one go: four calls, no per-field bookkeeping
             util = pynvml.nvmlDeviceGetUtilizationRates(handle)
@@ -119,15 +119,20 @@ class NvmlBackend:
             temp = pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
             power = pynvml.nvmlDeviceGetPowerUsage(handle)
         except pynvml.NVMLError:
-            util, lost_u = _try(pynvml.nvmlDeviceGetUtilizationRates, handle)
-            memory, lost_m = _try(pynvml.nvmlDeviceGetMemoryInfo, handle)
-            temp, lost_t = _try(
+            util, code_u = _try(pynvml.nvmlDeviceGetUtilizationRates, handle)
+            memory, code_m = _try(pynvml.nvmlDeviceGetMemoryInfo, handle)
+            temp, code_t = _try(
                 pynvml.nvmlDeviceGetTemperature, handle, pynvml.NVML_TEMPERATURE_GPU
             )
-            power, lost_p = _try(pynvml.nvmlDeviceGetPowerUsage, handle)
-            if lost_u or lost_m or lost_t or lost_p:
+            power, code_p = _try(pynvml.nvmlDeviceGetPowerUsage, handle)
+            codes = (code_u, code_m, code_t, code_p)
+            unknown = pynvml.NVML_ERROR_UNKNOWN in codes
+            device.unknown_streak = device.unknown_streak + 1 if unknown else 0
+            if pynvml.NVML_ERROR_GPU_IS_LOST in codes or device.unknown_streak >= UNKNOWN_LIMIT:
                 device.lost = True
-                return Gpu(self.host, device.index, device.name, lost=True)
+                return Gpu(self.host, device.index, device.name, lost=True, uuid=device.uuid)
+        else:
+            device.unknown_streak = 0
         return Gpu(
             node=self.host,
             index=device.index,
@@ -139,6 +144,7 @@ class NvmlBackend:
             temp_c=None if temp is None else float(temp),
             power_w=None if power is None else power / 1000.0,
             job_id=job_id,
+            uuid=device.uuid,
         )
 
     def _refresh_processes(self) -> None:

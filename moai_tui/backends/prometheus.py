@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
+from moai_tui.config import PrometheusSettings
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import ClusterSnapshot, Gpu, JobRequest, Node
 from moai_tui.parsing import is_number
@@ -252,8 +253,12 @@ class PrometheusBackend:
         self._last_error = ""
 
     @classmethod
-    def from_config(cls, url: str | None, settings: dict) -> PrometheusBackend:
-        url = url or os.environ.get(URL_ENV) or settings.get("url")
+    def from_config(
+        cls, url: str | None, settings: PrometheusSettings | None = None
+    ) -> PrometheusBackend:
+        """`url` (--prometheus-url), else the environment, else config.toml's checked values."""
+        settings = settings or PrometheusSettings()
+        url = url or os.environ.get(URL_ENV) or settings.url
         if not url:
             raise UsageError(
                 f"the prometheus backend needs a URL: --prometheus-url URL, "
@@ -261,11 +266,11 @@ class PrometheusBackend:
             )
         client = PrometheusClient(
             url,
-            token=os.environ.get(TOKEN_ENV) or settings.get("token"),
-            username=os.environ.get(USER_ENV) or settings.get("username"),
-            password=os.environ.get(PASSWORD_ENV) or settings.get("password"),
-            timeout=float(settings.get("timeout", 3.0)),
-            verify=not settings.get("insecure_skip_verify", False),
+            token=os.environ.get(TOKEN_ENV) or settings.token,
+            username=os.environ.get(USER_ENV) or settings.username,
+            password=os.environ.get(PASSWORD_ENV) or settings.password,
+            timeout=settings.timeout,
+            verify=not settings.insecure_skip_verify,
         )
         return cls(client)
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from moai_tui.errors import UsageError
 from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
 
 MASK64 = (1 << 64) - 1
@@ -96,10 +97,25 @@ class _Work:
     gpus: int
 
 
+LATEST_TIME = 253402300799.0  # 9999-12-31: any later clock is a typo, not a time
+
+
 def sim_clock() -> float:
-    """Wall time, or the frozen time in MOAI_TUI_SIM_TIME (tests, reproducible screenshots)."""
+    """Wall time, or the frozen time in MOAI_TUI_SIM_TIME (tests, reproducible screenshots).
+    Raises UsageError naming the variable when it is not a time."""
     frozen = os.environ.get(SIM_TIME_ENV)
-    return float(frozen) if frozen else time.time()
+    if not frozen:
+        return time.time()
+    try:
+        value = float(frozen)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= LATEST_TIME:  # NaN fails this too
+        raise UsageError(
+            f"{SIM_TIME_ENV}={frozen!r} must be a Unix time in seconds "
+            f"(e.g. 1780000000); unset it for the real clock"
+        )
+    return value
 
 
 class SimulatorBackend:
@@ -121,6 +137,8 @@ class SimulatorBackend:
         self.load = load
         self.version_current = version_current
         self.version_latest = version_latest
+        if clock is sim_clock:
+            clock()  # a bad MOAI_TUI_SIM_TIME is reported when the backend opens
         self.clock = clock
         self.user = user or getpass.getuser()
         self.host = socket.gethostname()
