@@ -42,13 +42,13 @@ class Catalog:
                 return self.flavors[number - 1]
             raise UsageError(
                 f"no flavor number {number}: choose 1-{len(self.flavors)} "
-                "(list them with 'moai-tui switch')"
+                "(list them with 'moai-tui switch --list')"
             )
         for flavor in self.flavors:
             if flavor.name.lower() == text.lower():
                 return flavor
         raise UsageError(
-            f"unknown flavor {text!r}: use a name or number from 'moai-tui switch', "
+            f"unknown flavor {text!r}: use a name or number from 'moai-tui switch --list', "
             f"e.g. {self.flavors[0].name!r} or 1"
         )
 

@@ -29,7 +29,9 @@ PROMETHEUS_HELP = "Prometheus server for --backend prometheus (or MOAI_TUI_PROME
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 
 
-ASK = "ask"  # `device --rm` / `--switch` given without an ID: ask for one
+# `device --add` / `--rm` / `--switch` given without a value: ask for one. Not a string, so
+# argparse never converts it, and nothing a user types can be it.
+ASK = object()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -233,23 +235,23 @@ def cmd_device(ctx: Context, args, out) -> int:
         out.write(CREATE_OK + "\n")
         return 0
     if args.rm is not None:
-        if args.rm == ASK and not is_terminal():
+        if args.rm is ASK and not is_terminal():
             raise UsageError(
                 "device --rm without an ID asks which device on a terminal only: "
                 "name it, e.g. moai-tui device --rm 1 (moai-tui device --list shows them)"
             )
-        actions.remove_device(ctx, ask_device(ctx, out) if args.rm == ASK else args.rm)
+        actions.remove_device(ctx, ask_device(ctx, out) if args.rm is ASK else args.rm)
         out.write(REMOVE_OK + "\n")
         return 0
-    actions.make_current(ctx, ask_device(ctx, out) if args.switch == ASK else args.switch)
+    actions.make_current(ctx, ask_device(ctx, out) if args.switch is ASK else args.switch)
     out.write(CURRENT_OK + "\n")
     return 0
 
 
-def chosen_flavor(ctx: Context, typed: str, out) -> str | None:
+def chosen_flavor(ctx: Context, typed: object, out) -> str | None:
     """The flavor for `device --add`: the one typed; with none, the numbered menu on a terminal
     (as moreh-smi does), else None: the visible device's flavor."""
-    if typed != ASK:
+    if typed is not ASK:
         return ctx.catalog.resolve(typed).name
     if not is_terminal():
         return None

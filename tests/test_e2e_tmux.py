@@ -12,6 +12,8 @@ import uuid
 import pytest
 from conftest import moai_exe, run_cli
 
+from moai_tui.state import parse_state
+
 assert shutil.which("tmux"), "tmux is required (installed by .ci/run)"
 
 
@@ -159,15 +161,29 @@ def test_flavor_picker_end_to_end(terminal, config_dir):
     assert_restored(term, 0)
 
 
+def saved_theme(config_dir) -> str | None:
+    return parse_state((config_dir / "state.toml").read_text()).theme
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signals_restore_the_terminal(terminal, config_dir, number):
+    """The dashboard has just written the state (a theme change) when the signal lands: the
+    terminal is restored, the change is kept whole, and the lock is free for the next one."""
     run_cli("switch", "-M", "2")
-    before = (config_dir / "state.toml").read_bytes()
     term = terminal()
     term.wait_for("● live")
+    term.keys("t")  # next theme: the dashboard writes state.toml
+    deadline = time.monotonic() + 15
+    while saved_theme(config_dir) is None:
+        assert time.monotonic() < deadline, "the theme change never reached state.toml"
+        time.sleep(0.05)
+    changed = (config_dir / "state.toml").read_bytes()
     os.kill(term.app_pid(), number)
     assert_restored(term, 128 + number)
-    assert (config_dir / "state.toml").read_bytes() == before
+    assert (config_dir / "state.toml").read_bytes() == changed
+    assert parse_state(changed.decode()).device(0).flavor == "Medium.128GB"
+    assert not list(config_dir.glob(".state.*.tmp"))
+    assert run_cli("switch", "-M", "3").returncode == 0  # no lock left behind
 
 
 def test_follows_resizes_despite_exported_columns_and_lines(terminal, config_dir):
@@ -193,7 +209,13 @@ def test_resize_storm_then_quit_restores_the_terminal(terminal, config_dir):
         term.resize(width, height)
         time.sleep(0.05)
     term.resize(100, 30)
-    time.sleep(0.5)
+    screen = term.wait_for("Medium.128GB")  # the full layout again: devices, map, jobs
+    deadline = time.monotonic() + 15
+    while "Enlarge" in screen or "Dev  Job ID" not in screen:
+        assert time.monotonic() < deadline, f"the layout never came back:\n{screen}"
+        time.sleep(0.1)
+        screen = term.screen()
+    assert "● live" in screen and "Device" in screen
     term.keys("q")
     assert_restored(term, 0)
     assert (config_dir / "state.toml").read_bytes() == before

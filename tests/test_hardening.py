@@ -4,51 +4,83 @@ credentials in anything printed."""
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import moai_exe, run_cli
 
 from moai_tui.state import parse_state
 
 FLAVORS = ["Small.64GB", "Medium.128GB", "4xLarge.2048GB", "48xLarge.24576GB"]
-WRITER = (
-    "import sys\n"
-    "from moai_tui.cli import main\n"
-    "names = sys.argv[1:]\n"
-    "i = 0\n"
-    "while True:\n"
-    "    main(['switch', '-M', names[i % len(names)]])\n"
-    "    main(['device', '--add', names[i % 3]]); main(['device', '--rm', '1'])\n"
-    "    i += 1\n"
-)
+# A writer that stops inside StateStore._write at POINT, says so on stdout, and waits to be
+# killed there: "write" (half the new file written), "file" (its fsync, before the rename) or
+# "dir" (the directory's fsync, after the rename).
+PAUSING_WRITER = """
+import os, stat, sys, time
+point, flavor = sys.argv[1], sys.argv[2]
+real_fsync, real_fdopen = os.fsync, os.fdopen
+
+def inside():
+    sys.stdout.write("inside\\n")
+    sys.stdout.flush()
+    time.sleep(60)
+
+def fsync(fd):
+    if ("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file") == point:
+        inside()
+    real_fsync(fd)
+
+class HalfWriter:
+    def __init__(self, handle):
+        self.handle = handle
+    def write(self, data):
+        self.handle.write(data[: len(data) // 2])
+        self.handle.flush()
+        inside()
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.handle.__exit__(*exc)
+
+def fdopen(fd, *args, **kwargs):
+    handle = real_fdopen(fd, *args, **kwargs)
+    return HalfWriter(handle) if point == "write" else handle
+
+os.fsync, os.fdopen = fsync, fdopen
+from moai_tui.cli import main
+main(["switch", "-M", flavor])
+"""
 
 
-def test_sigkill_mid_write_never_leaves_a_torn_file(config_dir):
-    """Kill writers at random moments, many times: the file is always one of the states
-    written, never half of one."""
-    run_cli("switch", "-M", "Small.64GB")
+@pytest.mark.parametrize("point", ["write", "file", "dir"])
+def test_sigkill_mid_write_never_leaves_a_torn_file(config_dir, point):
+    """Writers killed while provably inside the write (half the bytes out, at the fsync before
+    the rename, at the directory's fsync after it): the file is always the old state or the
+    new one, never half of one; the next writer clears the debris and finds the lock free."""
+    run_cli("switch", "-M", FLAVORS[0])
     path = config_dir / "state.toml"
-    rng = random.Random(7)
-    for _ in range(25):
+    for round_number in range(3):
+        before = parse_state(path.read_text()).device(0).flavor
+        target = FLAVORS[(FLAVORS.index(before) + 1) % len(FLAVORS)]
         writer = subprocess.Popen(
-            [sys.executable, "-c", WRITER, *FLAVORS],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, "-c", PAUSING_WRITER, point, target],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        time.sleep(rng.uniform(0.15, 0.4))
+        assert writer.stdout.readline() == "inside\n"  # it is inside _write now
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        state = parse_state(path.read_text())  # raises if torn
-        assert state.device(state.current).flavor in FLAVORS
-        assert state.device(0) is not None and len(state.devices) <= 5
+        after = parse_state(path.read_text()).device(0).flavor  # raises if torn
+        assert after == (target if point == "dir" else before), round_number
     assert run_cli("switch", "-M", "2").returncode == 0  # a killed writer left no lock held
+    assert not list(config_dir.glob(".state.*.tmp"))  # and its temp file was cleared
 
 
 def test_full_disk_refuses_cleanly(config_dir, tmp_path):

@@ -180,7 +180,9 @@ def test_concurrent_switchers_never_tear_the_file(config_dir):
         "    assert main(['switch', '-M', names[i % len(names)]]) == 0\n"
     )
     writers = [
-        subprocess.Popen(["python3", "-c", script, *flavors], stdout=subprocess.DEVNULL)
+        subprocess.Popen(
+            ["python3", "-c", script, *flavors], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         for flavors in (["1", "5", "13"], ["2", "8"])
     ]
     adders = subprocess.Popen(
@@ -189,18 +191,23 @@ def test_concurrent_switchers_never_tear_the_file(config_dir):
             "-c",
             "from moai_tui.cli import main\n"
             "for i in range(60):\n"
-            "    main(['device', '--add', '3']); main(['device', '--rm', '2'])\n",
+            "    assert main(['device', '--add', '3']) == 0\n"
+            "    assert main(['device', '--rm', '2']) == 0\n",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     path = config_dir / "state.toml"
     seen = set()
     while any(w.poll() is None for w in writers):
         state = parse_state(path.read_text())  # raises if ever torn
         seen.add(state.device(state.current).flavor)
-    adders.wait(timeout=120)
+    # A lock timeout or a refusal in any writer is a failure, not noise to throw away.
+    _, adder_errors = adders.communicate(timeout=120)
+    assert adders.returncode == 0 and adder_errors == "", adder_errors
     assert all(w.wait() == 0 for w in writers)
+    assert [w.stderr.read() for w in writers] == [b"", b""]
     final = parse_state(path.read_text())
     assert final.device(0).flavor in {
         "Small.64GB",

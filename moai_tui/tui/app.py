@@ -30,7 +30,7 @@ from textual.worker import get_current_worker
 
 from moai_tui import actions
 from moai_tui.catalog import Catalog
-from moai_tui.config import MIN_INTERVAL
+from moai_tui.config import MAX_INTERVAL, MIN_INTERVAL
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, UsageError
 from moai_tui.model import ClusterSnapshot
@@ -427,7 +427,7 @@ class MoaiApp(App[int]):
         self._show_header()
 
     def action_interval(self, factor: float) -> None:
-        self.interval = min(10.0, max(MIN_INTERVAL, round(self.interval * factor * 4) / 4))
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, round(self.interval * factor * 4) / 4))
         self._show_header()
 
     def action_next_theme(self) -> None:
