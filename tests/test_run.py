@@ -292,9 +292,9 @@ def test_ctrl_c_in_a_terminal_reaches_the_child_once(config_dir, tmp_path):
         [sys.executable, str(HERE / "fake_nvml_main.py"), GPUS, "--", "run", "--"]
         + [sys.executable, "-c", code]
     )
-    exports = " ".join(
-        f"{k}={shlex.quote(os.environ[k])}" for k in ("MOAI_TUI_CONFIG_DIR", "MOAI_TUI_SIM_TIME")
-    )
+    # A tmux server keeps its own environment: hand over what selects the code under test.
+    names = ("MOAI_TUI_CONFIG_DIR", "MOAI_TUI_SIM_TIME", "PYTHONPATH")
+    exports = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in names if k in os.environ)
     session = f"moai-run-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         ["tmux", "new-session", "-d", "-s", session, f"env {exports} {command}; sleep 30"],
