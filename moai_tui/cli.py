@@ -32,6 +32,7 @@ CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 # `device --add` / `--rm` / `--switch` given without a value: ask for one. Not a string, so
 # argparse never converts it, and nothing a user types can be it.
 ASK = object()
+CANCELLED = object()  # q at a menu: nothing done, nothing to report
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -231,7 +232,10 @@ def cmd_device(ctx: Context, args, out) -> int:
         out.write("\n".join(render_devices(sample.views, sample.snapshot)) + "\n")
         return 0
     if args.add is not None:
-        actions.add_device(ctx, chosen_flavor(ctx, args.add, out))
+        flavor = chosen_flavor(ctx, args.add, out)
+        if flavor is CANCELLED:
+            return 0
+        actions.add_device(ctx, flavor)
         out.write(CREATE_OK + "\n")
         return 0
     if args.rm is not None:
@@ -248,9 +252,9 @@ def cmd_device(ctx: Context, args, out) -> int:
     return 0
 
 
-def chosen_flavor(ctx: Context, typed: object, out) -> str | None:
+def chosen_flavor(ctx: Context, typed: object, out) -> str | object | None:
     """The flavor for `device --add`: the one typed; with none, the numbered menu on a terminal
-    (as moreh-smi does), else None: the visible device's flavor."""
+    (as moreh-smi does: q leaves, CANCELLED), else None: the visible device's flavor."""
     if typed is not ASK:
         return ctx.catalog.resolve(typed).name
     if not is_terminal():
@@ -262,7 +266,7 @@ def chosen_flavor(ctx: Context, typed: object, out) -> str | None:
     out.flush()
     line = sys.stdin.readline().strip()
     if line in ("q", "Q", ""):
-        raise UsageError("no device created: no flavor chosen")
+        return CANCELLED
     if not is_number(line) or not 1 <= int(line) <= len(catalog):
         raise UsageError(f"invalid selection {line!r}: type a number from 1 to {len(catalog)}")
     return catalog.flavors[int(line) - 1].name

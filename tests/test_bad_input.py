@@ -218,3 +218,11 @@ def test_unknown_flavor_number_points_to_a_listing(config_dir):
     listing = run_cli("switch", "--list", input="")  # prints, never prompts
     assert listing.returncode == 0 and listing.stdout.startswith("Current MoAI Accelerator: ")
     assert "13. 48xLarge.24576GB\n" in listing.stdout and "Selection" not in listing.stdout
+
+
+def test_device_add_menu_quit_creates_nothing(config_dir):
+    run_cli("switch", "-M", "2")
+    before = (config_dir / "state.toml").read_bytes()
+    code, screen = in_terminal(["device", "--add"], "q")
+    assert code == 0 and "Create device success." not in screen, screen
+    assert (config_dir / "state.toml").read_bytes() == before
