@@ -40,11 +40,11 @@ def test_backend_reads_every_gpu_like_nvidia_smi():
 
     backend = NvmlBackend()
     snapshot = backend.sample()
-    reference = nvidia_smi("name,memory.total,driver_version")
+    reference = nvidia_smi("name,memory.total,driver_version,uuid")
     gpus = snapshot.nodes[0].gpus
     assert len(gpus) == len(reference)
-    for gpu, (name, total, driver) in zip(gpus, reference, strict=True):
-        assert gpu.model == name and not gpu.lost
+    for gpu, (name, total, driver, uuid) in zip(gpus, reference, strict=True):
+        assert gpu.model == name and not gpu.lost and gpu.uuid == uuid
         assert abs(gpu.mem_total_mib - int(total)) <= 1
         assert 0 <= gpu.util <= 100 and 0 <= gpu.mem_util <= 100
         assert 10 <= gpu.temp_c <= 110 and gpu.power_w > 10
@@ -80,7 +80,7 @@ def test_run_a_real_cuda_job_and_see_it(config_dir):
         text=True,
     )
     visible, pid = launcher.stdout.readline().split()
-    assert visible == "0"
+    assert visible in {uuid for (uuid,) in nvidia_smi("uuid")}  # one GPU, named by its UUID
     seen = None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
