@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from moai_tui.codec import snapshot_to_dict
 from moai_tui.model import ClusterSnapshot
+from moai_tui.text.safe import printable
 from moai_tui.text.table import Column, Table
 from moai_tui.view import ACCELERATOR_NAME, DeviceView, fmt_mib, fmt_number, fmt_percent
 
@@ -36,14 +37,15 @@ GPU_COLUMNS = (
 
 
 def banner_text(snapshot: ClusterSnapshot) -> str:
-    return f"Current Version: {snapshot.version_current}  Latest Version: {snapshot.version_latest}"
+    current, latest = safe_command(snapshot.version_current), safe_command(snapshot.version_latest)
+    return f"Current Version: {current}  Latest Version: {latest}"
 
 
 def device_cells(view: DeviceView) -> list[str]:
     return [
         f"{'*' if view.current else ' '} {view.device}",
         ACCELERATOR_NAME,
-        view.flavor_name,
+        safe_command(view.flavor_name),
         fmt_mib(view.memory_used_mib),
         fmt_mib(view.memory_total_mib),
         fmt_percent(view.utilization),
@@ -51,9 +53,11 @@ def device_cells(view: DeviceView) -> list[str]:
 
 
 def safe_command(command: str) -> str:
-    # Scripts find the current device as the only line holding '*' (awk '/\*/'), and a table
-    # line must stay one line: keep both true whatever a command line contains.
-    return command.replace("*", "\u2217").replace("|", "\u2502").replace("\n", " ")
+    """Untrusted text (a command line, a node or flavor name) for a table cell. Scripts find
+    the current device as the only line holding '*' (awk '/\\*/') and cut fields at '|', and a
+    table line must stay one line (a newline shows as `\\n`, as every control character
+    shows as its escape): all three hold whatever the text contains."""
+    return printable(command).replace("*", "\u2217").replace("|", "\u2502")
 
 
 def render_devices(views: Sequence[DeviceView], snapshot: ClusterSnapshot) -> list[str]:
@@ -104,8 +108,9 @@ def render_gpus(view: DeviceView) -> str:
     """`smi -p`: one row per physical GPU of the device's running job."""
     rows = []
     for number, gpu in enumerate(view.gpus):
+        location = safe_command(gpu.location)
         if gpu.lost:
-            rows.append([str(number), gpu.location, "lost", "lost", "lost", "lost", "lost"])
+            rows.append([str(number), location, "lost", "lost", "lost", "lost", "lost"])
             continue
         usage = None
         if gpu.mem_used_mib is not None and gpu.mem_total_mib:
@@ -113,7 +118,7 @@ def render_gpus(view: DeviceView) -> str:
         rows.append(
             [
                 str(number),
-                gpu.location,
+                location,
                 fmt_number(gpu.temp_c, "C"),
                 fmt_number(gpu.mem_temp_c, "C"),
                 fmt_number(gpu.util, "%"),
@@ -136,8 +141,22 @@ def render_gpus(view: DeviceView) -> str:
     )
 
 
+def printable_strings(data):
+    """`data` (JSON-able) with `printable` applied to every string in it."""
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {key: printable_strings(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [printable_strings(value) for value in data]
+    return data
+
+
 def smi_document(views: Sequence[DeviceView], snapshot: ClusterSnapshot, current: int) -> dict:
-    """The `--json` schema (moai-tui/smi-1); `--backend snapshot:FILE` reads it back."""
+    """The `--json` schema (moai-tui/smi-1); `--backend snapshot:FILE` reads it back.
+
+    Every string is `printable`: the JSON text is safe anyway, but `jq -r .processes[0].command`
+    decodes it, and what a consumer prints must not hold a raw escape sequence either."""
     from moai_tui.backends.snapshot import SCHEMA
 
     devices = []
@@ -171,10 +190,12 @@ def smi_document(views: Sequence[DeviceView], snapshot: ClusterSnapshot, current
         for v in views
         if v.job is not None
     ]
-    return {
-        "schema": SCHEMA,
-        "current_device": current,
-        "devices": devices,
-        "processes": processes,
-        "cluster": snapshot_to_dict(snapshot),
-    }
+    return printable_strings(
+        {
+            "schema": SCHEMA,
+            "current_device": current,
+            "devices": devices,
+            "processes": processes,
+            "cluster": snapshot_to_dict(snapshot),
+        }
+    )

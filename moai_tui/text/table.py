@@ -1,20 +1,39 @@
 """moreh-smi's box tables: each cell is its content with two spaces either side, columns as
-wide as their widest content or header, `+---+` rules and `+===+` under the header."""
+wide as their widest content or header, `+---+` rules and `+===+` under the header.
+
+Widths are terminal cells, not characters: a CJK command takes two cells a character and a
+combining accent none, and the columns stay aligned. Cells must already be `printable`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from moai_tui.text.safe import cell_width
+
 
 def align(text: str, width: int, how: str) -> str:
+    spare = max(0, width - cell_width(text))
     if how == "right":
-        return text.rjust(width)
+        return " " * spare + text
     if how in ("center", "center_floor"):
-        spare = width - len(text)
         left = spare // 2 if how == "center_floor" else (spare + 1) // 2
         return " " * left + text + " " * (spare - left)
-    return text.ljust(width)
+    return text + " " * spare
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to at most `width` cells, ending in '…' where it was cut."""
+    if cell_width(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        used += cell_width(char)
+        if used > width - 1:
+            break
+        out.append(char)
+    return "".join(out) + "…"
 
 
 @dataclass(frozen=True)
@@ -30,7 +49,7 @@ class Table:
         self.columns = columns
         self.rows = rows
         self.widths = [
-            max([len(c.header), c.min_width, *(len(row[i]) for row in rows)])
+            max([cell_width(c.header), c.min_width, *(cell_width(row[i]) for row in rows)])
             for i, c in enumerate(columns)
         ]
         self.inner = sum(w + 4 for w in self.widths) + len(self.widths) - 1
@@ -49,4 +68,5 @@ class Table:
         return self.line(cells, [c.align for c in self.columns])
 
     def banner(self, text: str) -> str:
-        return "|" + text.rjust(self.inner - 2) + "  |"
+        # The versions in it come from the backend (a label of Prometheus): cut to fit.
+        return "|" + align(clip(text, self.inner - 2), self.inner - 2, "right") + "  |"
