@@ -26,6 +26,21 @@ def _require(data: dict, key: str, kinds: type | tuple, where: str):
     return value
 
 
+def _require_time(data: dict, key: str, where: str) -> float:
+    """A time in seconds: a finite number (JSON's NaN and Infinity decode, but mean nothing)."""
+    value = _require(data, key, (int, float), where)
+    if not _finite(value):
+        raise DecodeError(f"{where}.{key}: expected a finite number of seconds, got {value!r:.60}")
+    return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _kind_name(kinds: type | tuple) -> str:
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)
     return " or ".join(k.__name__ for k in kinds)
@@ -37,7 +52,7 @@ def _optional_number(data: dict, key: str, where: str, integer: bool) -> float |
         return None
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise DecodeError(f"{where}.{key}: expected a number or null, got {value!r:.60}")
-    if not integer and not math.isfinite(value):
+    if not integer and not _finite(value):
         raise DecodeError(f"{where}.{key}: not a finite number")
     return value
 
@@ -107,7 +122,7 @@ def _job_from(data: dict, where: str) -> Job:
         command=_require(data, "command", str, where),
         device=device,
         gpus=tuple(gpus),
-        started=float(_require(data, "started", (int, float), where)),
+        started=_require_time(data, "started", where),
         waiting=bool(data.get("waiting", False)),
         mem_used_mib=_optional_number(data, "mem_used_mib", where, True),
         util=_optional_number(data, "util", where, False),
@@ -144,7 +159,7 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
         for i, j in enumerate(_require(data, "jobs", list, where))
     )
     return ClusterSnapshot(
-        time=float(_require(data, "time", (int, float), where)),
+        time=_require_time(data, "time", where),
         backend=_require(data, "backend", str, where),
         user=_require(data, "user", str, where),
         nodes=tuple(nodes),
