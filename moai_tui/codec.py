@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 
-from moai_tui.model import ClusterSnapshot, Gpu, Job, Node
+from moai_tui.model import MOAI_PLATFORM, ClusterSnapshot, Gpu, Job, Node
 
 _OPTIONAL_FLOATS = ("util", "mem_util", "temp_c", "mem_temp_c", "power_w")
 _OPTIONAL_INTS = ("mem_used_mib", "mem_total_mib", "job_id")
@@ -164,7 +164,7 @@ def snapshot_from_dict(data: object, where: str = "snapshot") -> ClusterSnapshot
         user=_require(data, "user", str, where),
         nodes=tuple(nodes),
         jobs=jobs,
-        platform=str(data.get("platform", "Moreh AI Platform")),
+        platform=str(data.get("platform", MOAI_PLATFORM)),
         version_current=str(version.get("current", "-")),
         version_latest=str(version.get("latest", "-")),
         host=str(data.get("host", "")),

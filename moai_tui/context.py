@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from moai_tui.catalog import Catalog, load_catalog
 from moai_tui.config import Config, config_dir, load_config
-from moai_tui.model import ClusterSnapshot, Flavor, JobRequest
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, JobRequest
 from moai_tui.state import DEFAULT_FLAVOR, StateStore
 
 if TYPE_CHECKING:
@@ -80,10 +80,10 @@ class Context:
         with self._call_lock:
             return backend.sample(requests)
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> HistoryPoints | None:
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> HistoryPoints | None:
         backend = self.backend
         with self._call_lock:
-            return backend.history(nodes, seconds, step)
+            return backend.history(gpus, seconds, step)
 
     @cached_property
     def store(self) -> StateStore:

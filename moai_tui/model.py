@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MOAI_PLATFORM = "Moreh AI Platform"  # a snapshot's platform when it is a MoAI cluster
+
 
 @dataclass(frozen=True)
 class Flavor:
@@ -105,7 +107,9 @@ class ClusterSnapshot:
     user: str
     nodes: tuple[Node, ...]
     jobs: tuple[Job, ...] = ()
-    platform: str = "Moreh AI Platform"
+    # What version_current is the version of: the MoAI platform, or what a backend read
+    # instead ("NVIDIA driver"); version_latest is "-" where nothing measured one.
+    platform: str = MOAI_PLATFORM
     version_current: str = "-"
     version_latest: str = "-"
     host: str = ""

@@ -100,9 +100,8 @@ class Sampler:
         if outcome.sample is None:
             return outcome
         current = outcome.sample.current_view()
-        nodes = list(dict.fromkeys(g.node for g in current.gpus)) if current else []
         try:
-            points = self.ctx.history(nodes, history_s, step)
+            points = self.ctx.history(current.gpus if current else (), history_s, step)
         except Exception:  # history is a nicety: the live sample stands without it
             return outcome
         return outcome if points is None else Outcome(outcome.sample, history=tuple(points))

@@ -31,6 +31,8 @@ def test_values_as_recorded(monkeypatch):
     assert gpu.power_w == pytest.approx(line["power_mW"]["ok"] / 1000)
     assert gpu.mem_temp_c is None  # not read: shown as '-'
     assert snapshot.version_current == "580.159.04" and snapshot.platform == "NVIDIA driver"
+    assert snapshot.version_latest == "-"  # nothing measured a newer driver: not a copy
+    assert gpu.uuid == "GPU-111a1675-4d51-786b-b21a-081019e305" + "00"  # the fake's per-GPU id
     assert sorted(j.pid for j in snapshot.jobs) == [439, 440]
     assert {j.mem_used_mib for j in snapshot.jobs} >= {2048}
     by_pid = {j.pid: j for j in snapshot.jobs}
@@ -92,6 +94,9 @@ def test_lost_gpu_shown_in_smi_p(monkeypatch):
 def test_one_shot_commands_shut_nvml_down(monkeypatch, config_dir, capsys):
     fake = FakeNvml().install(monkeypatch)
     assert main(["smi", "--backend", "nvml"]) == 0
+    banner = capsys.readouterr().out.splitlines()[1]
+    # The driver's version, called that; no "Latest Version" nothing measured.
+    assert banner.endswith("  NVIDIA driver 580.159.04  |") and "Latest" not in banner
     assert main(["switch", "-M", "1", "--backend", "nvml"]) == 0
     assert "H200" in capsys.readouterr().out
     assert fake.calls["init"] == 2 and fake.calls["shutdown"] == 2

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,26 +34,35 @@ def free_port() -> int:
 
 
 class Cluster:
-    """Exporters for NODES and a Prometheus scraping them every second, all on loopback."""
+    """Exporters for `nodes` and a Prometheus scraping them every second, all on loopback;
+    `relabel` are metric_relabel_configs for the scrape (to rename nodes, for one)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, nodes: list[str] = NODES, relabel: list[dict] = ()):
         self.workdir = workdir
         self.env = {
             **os.environ,
             "MOAI_TUI_CONFIG_DIR": str(workdir / "config"),
             "MOAI_TUI_SIM_TIME": FROZEN,
         }
-        self.ports = {node: free_port() for node in NODES}
-        self.exporters = {node: self.start_exporter(node) for node in NODES}
+        self.ports = {node: free_port() for node in nodes}
+        self.exporters = {node: self.start_exporter(node) for node in nodes}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage = tempfile.mkdtemp(dir=workdir)
-        targets = ", ".join(f'"127.0.0.1:{p}"' for p in self.ports.values())
-        (workdir / "prom.yml").write_text(
-            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n  - job_name: moai\n"
-            f"    static_configs: [{{targets: [{targets}]}}]\n"
-        )
+        scrape = {
+            "job_name": "moai",
+            "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in self.ports.values()]}],
+            "metric_relabel_configs": list(relabel),
+        }
+        config = {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": [scrape],
+        }
+        (workdir / "prom.yml").write_text(json.dumps(config))  # JSON is YAML
         self.prometheus = None
         self.start_prometheus()
 
@@ -87,7 +97,8 @@ class Cluster:
         )
 
     def query(self, promql: str) -> list:
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={promql}", timeout=2) as r:
+        url = f"{self.url}/api/v1/query?query={urllib.parse.quote(promql)}"
+        with urllib.request.urlopen(url, timeout=2) as r:
             return json.load(r)["data"]["result"]
 
     def wait_until_up(self, count: int, timeout: float = 40.0) -> None:
@@ -115,6 +126,30 @@ def cluster(tmp_path_factory):
     running = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         running.wait_until_up(len(NODES))
+        yield running
+    finally:
+        running.stop()
+
+
+# Node names that are PromQL or regex syntax: `.` matches the lookalike as a regex, the quote
+# and backslash end or escape a string literal.
+ODD_NAMES = {"node00": "gpu.00", "node01": "gpuX00", "node02": 'q"uote\\'}
+
+
+@pytest.fixture(scope="module")
+def odd_cluster(tmp_path_factory):
+    relabel = [
+        {
+            "source_labels": ["Hostname"],
+            "regex": old,
+            "target_label": "Hostname",
+            "replacement": new,
+        }
+        for old, new in ODD_NAMES.items()
+    ]
+    running = Cluster(tmp_path_factory.mktemp("odd"), list(ODD_NAMES), relabel)
+    try:
+        running.wait_until_up(len(ODD_NAMES))
         yield running
     finally:
         running.stop()
@@ -223,3 +258,48 @@ def test_dashboard_opens_with_history_from_query_range(cluster, monkeypatch):
     util = [u for u, _ in outcome.history if u is not None]
     truth = outcome.sample.views[0].utilization
     assert util and util[-1] == pytest.approx(truth, abs=0.1)  # frozen clock: flat history
+
+
+def test_history_with_node_names_that_are_promql_syntax(odd_cluster):
+    """A device on gpu.00:0-2 and the quoted node's GPU 0: its history is those four GPUs, as
+    the live view computes it, not gpuX00's too (a regex `.`) and not a query error."""
+    backend = PrometheusBackend.from_config(odd_cluster.url, {})
+    nodes = {n.name: n for n in backend.sample().nodes}
+    assert set(nodes) == set(ODD_NAMES.values())
+    device = [*nodes["gpu.00"].gpus[:3], nodes[ODD_NAMES["node02"]].gpus[0]]
+    truth_util = sum(g.util for g in device) / len(device)
+    truth_mem = 100 * sum(g.mem_used_mib for g in device) / sum(g.mem_total_mib for g in device)
+    widened = [*device, *nodes["gpuX00"].gpus]
+    assert sum(g.util for g in widened) / len(widened) != pytest.approx(truth_util, abs=0.1)
+    deadline = time.monotonic() + 20
+    while len(points := backend.history(device, 20.0, 1.0)) < 4:  # some seconds of data
+        assert time.monotonic() < deadline, f"Prometheus kept no history: {points}"
+        time.sleep(0.25)
+    # Frozen simulator clock: flat, once every exporter was scraped (not at the very start).
+    for util, memory in points[-2:]:
+        assert util == pytest.approx(truth_util, abs=0.01), points
+        assert memory == pytest.approx(truth_mem, abs=0.01), points
+
+
+def test_one_shot_smi_shows_a_dead_exporters_node_down(cluster):
+    """`smi` never saw node03 alive, yet shows it down with its 8 GPUs, as the dashboard does,
+    instead of a 3-node accelerator with no word."""
+    assert cli(cluster, "switch", "-M", "4xLarge.2048GB").returncode == 0
+    cluster.exporters["node03"].kill()
+    cluster.exporters["node03"].wait()
+    try:
+        deadline = time.monotonic() + 20
+        while not [s for s in cluster.query("up == 0")]:
+            assert time.monotonic() < deadline, "Prometheus never saw the exporter down"
+            time.sleep(0.25)
+        prometheus = ("--backend", "prometheus", "--prometheus-url", cluster.url)
+        doc = json.loads(cli(cluster, "smi", "--json", *prometheus).stdout)
+        nodes = {n["name"]: n for n in doc["cluster"]["nodes"]}
+        assert list(nodes) == NODES and not nodes["node03"]["up"]
+        assert len(nodes["node03"]["gpus"]) == 8
+        assert all(g["lost"] for g in nodes["node03"]["gpus"])
+        per_gpu = cli(cluster, "smi", "-p", *prometheus).stdout
+        assert per_gpu.count("node03:") == 8 and per_gpu.count("lost") == 8 * 5
+    finally:
+        cluster.exporters["node03"] = cluster.start_exporter("node03")
+        cluster.wait_until_up(len(NODES))

@@ -14,10 +14,15 @@ from moai_tui.backends.prometheus import (
     TAG,
     PrometheusBackend,
     PrometheusClient,
+    down_query,
+    history_queries,
     per_gpu_query,
     redact,
 )
 from moai_tui.errors import BackendError, UsageError
+from moai_tui.model import Gpu
+
+METRICS = per_gpu_query()
 
 
 def series(metric: str, value, **labels) -> dict:
@@ -56,11 +61,14 @@ UP = [{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "
 
 
 class Canned:
-    """A Prometheus stand-in: each query answers with what the test put in `replies`."""
+    """A Prometheus stand-in: each query answers what the test put in `replies` for exactly
+    that PromQL text; any other query is a bad request, as a real server answers a malformed
+    one, so a swapped or mistyped query fails the test."""
 
     def __init__(self):
-        self.replies = {"metrics": (200, answer(NVIDIA)), "up": (200, answer(UP))}
+        self.replies = {METRICS: (200, answer(NVIDIA)), "up": (200, answer(UP))}
         self.requests: list[tuple[str, str, dict]] = []
+        self.queries: list[str] = []
         self.refuse_post = False
         self.delay = 0.0
         canned = self
@@ -77,7 +85,11 @@ class Canned:
                     return
                 time.sleep(canned.delay)
                 query = params.get("query", [""])[0]
-                status, body = canned.replies["up" if query == "up" else "metrics"]
+                canned.queries.append(query)
+                unknown = json.dumps(
+                    {"status": "error", "errorType": "bad_data", "error": f"canned: {query}"}
+                )
+                status, body = canned.replies.get(query, (400, unknown.encode()))
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -126,7 +138,7 @@ def test_nvidia_answer_becomes_gpus_with_units_and_sentinel(canned):
 
 
 def test_one_vendor_absent_amd_only(canned):
-    canned.replies["metrics"] = (200, answer(AMD))
+    canned.replies[METRICS] = (200, answer(AMD))
     gpu = backend(canned.url).sample().nodes[0].gpus[0]
     assert (gpu.node, gpu.index, gpu.model) == ("amd1", 3, "MI300X")
     assert gpu.util == 70 and gpu.temp_c == 61
@@ -138,7 +150,7 @@ def test_refresh_costs_two_queries_whatever_the_size(canned):
         series("DCGM_FI_DEV_GPU_UTIL", 50, Hostname=f"n{i // 8:03d}", gpu=str(i % 8))
         for i in range(10_000)
     ]
-    canned.replies["metrics"] = (200, answer(many))
+    canned.replies[METRICS] = (200, answer(many))
     client = PrometheusClient(canned.url)
     snapshot = PrometheusBackend(client).sample()
     assert sum(len(n.gpus) for n in snapshot.nodes) == 10_000
@@ -149,10 +161,10 @@ def test_refresh_costs_two_queries_whatever_the_size(canned):
 def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     b = backend(canned.url)
     b.sample()
-    canned.replies["metrics"] = (200, answer([]))  # empty vector: its series vanished
+    canned.replies[METRICS] = (200, answer([]))  # empty vector: its series vanished
     node = b.sample().nodes[0]
     assert node.name == "n1" and not node.up and all(g.lost for g in node.gpus)
-    canned.replies["metrics"] = (200, answer(NVIDIA))
+    canned.replies[METRICS] = (200, answer(NVIDIA))
     canned.replies["up"] = (
         200,
         answer([{"metric": {"instance": "10.0.0.1:9400"}, "value": [0, "0"]}]),
@@ -180,7 +192,7 @@ def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     ],
 )
 def test_errors_are_one_clear_line(canned, status, body, needle):
-    canned.replies["metrics"] = (status, body)
+    canned.replies[METRICS] = (status, body)
     with pytest.raises(BackendError) as caught:
         backend(canned.url).sample()
     assert needle in str(caught.value) and "\n" not in str(caught.value)
@@ -215,14 +227,14 @@ def test_credentials_sent_never_shown(canned, monkeypatch):
     b = PrometheusBackend.from_config(canned.url)
     b.sample()
     assert canned.requests[-1][2]["Authorization"] == "Bearer s3cret-token"
-    canned.replies["metrics"] = (500, b"")
+    canned.replies[METRICS] = (500, b"")
     with pytest.raises(BackendError) as caught:
         b.sample()
     assert "s3cret" not in str(caught.value)
     basic = PrometheusBackend(
         PrometheusClient(canned.url.replace("http://", "http://alice:hunter2@"))
     )
-    canned.replies["metrics"] = (200, answer(NVIDIA))
+    canned.replies[METRICS] = (200, answer(NVIDIA))
     basic.sample()
     assert canned.requests[-1][2]["Authorization"] == "Basic YWxpY2U6aHVudGVyMg=="
     assert "hunter2" not in basic.client.where and "alice" not in basic.client.where
@@ -237,18 +249,80 @@ def test_bad_url_and_missing_url(monkeypatch):
         PrometheusClient("ftp://x")
 
 
-def test_history_range_queries(canned):
+def matrix(values: list[float]) -> tuple[int, bytes]:
+    points = [[float(t), str(v)] for t, v in enumerate(values, start=1)]
+    result = [{"metric": {}, "values": points}]
+    return 200, json.dumps(
+        {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    ).encode()
+
+
+def test_history_asks_for_the_devices_gpus_util_and_memory_apart(canned):
     b = backend(canned.url)
-    b.sample()
-    matrix = {
-        "status": "success",
-        "data": {
-            "resultType": "matrix",
-            "result": [{"metric": {}, "values": [[1.0, "10"], [2.0, "20"]]}],
-        },
-    }
-    canned.replies["metrics"] = (200, json.dumps(matrix).encode())
-    assert b.history(["n1"], 60, 1) == [(10.0, 10.0), (20.0, 20.0)]
+    gpu0 = b.sample().nodes[0].gpus[0]  # n1 has GPUs 0 and 1: the device holds only 0
+    util, memory = history_queries(
+        "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", [("Hostname", "n1", "gpu", ["0"])]
+    )
+    canned.replies[util], canned.replies[memory] = matrix([10, 20]), matrix([55, 65])
+    assert b.history([gpu0], 60, 1) == [(10.0, 55.0), (20.0, 65.0)]
+    assert canned.queries[-2:] == [util, memory]
+    both = history_queries(
+        "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", [("Hostname", "n1", "gpu", [])]
+    )
+    canned.replies[both[0]], canned.replies[both[1]] = matrix([1]), matrix([2])
+    assert b.history(b.sample().nodes[0].gpus, 60, 1) == [(1.0, 2.0)]  # whole node: no gpu=~
+
+
+def test_history_of_amd_and_of_nodes_keyed_by_instance(canned):
+    by_instance = [
+        series("DCGM_FI_DEV_GPU_UTIL", 5, instance="10.0.0.7:9400", gpu="1"),
+        series("DCGM_FI_DEV_FB_USED", 5, instance="10.0.0.7:9400", gpu="1"),
+    ]
+    canned.replies[METRICS] = (200, answer(AMD + by_instance))
+    b = backend(canned.url)
+    nodes = {node.name: node for node in b.sample().nodes}
+    amd, keyed = nodes["amd1"].gpus[0], nodes["10.0.0.7:9400"].gpus[0]
+    util, memory = history_queries(
+        "gpu_gfx_activity", "gpu_used_vram", [("hostname", "amd1", "gpu_id", [])]
+    )
+    canned.replies[util], canned.replies[memory] = matrix([70]), matrix([25])
+    assert b.history([amd], 60, 1) == [(70.0, 25.0)]
+    util, memory = history_queries(  # the same cluster, another vendor: its own metrics
+        "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", [("instance", "10.0.0.7:9400", "gpu", [])]
+    )
+    canned.replies[util], canned.replies[memory] = matrix([40]), matrix([30])
+    assert b.history([keyed], 60, 1) == [(40.0, 30.0)]
+    assert b.history([Gpu("never-seen", 0)], 60, 1) == []
+
+
+def test_backoff_doubles_from_1_s_to_a_30_s_cap(canned):
+    now = [1000.0]
+    b = PrometheusBackend(PrometheusClient(canned.url, timeout=1.0), clock=lambda: now[0])
+
+    def fails_asking() -> None:
+        asked = len(canned.queries)
+        with pytest.raises(BackendError, match="HTTP 500"):
+            b.sample()
+        assert len(canned.queries) == asked + 1
+
+    canned.replies[METRICS] = (500, b"down for maintenance")
+    fails_asking()
+    for wait in (1, 2, 4, 8, 16, 30, 30):
+        failed_at = now[0]
+        now[0] = failed_at + wait - 0.01
+        asked = len(canned.queries)
+        with pytest.raises(BackendError, match=r"\(retrying in \d+ s\)$"):
+            b.sample()
+        assert len(canned.queries) == asked  # backing off: the server is left alone
+        now[0] = failed_at + wait
+        fails_asking()
+    canned.replies[METRICS] = (200, answer(NVIDIA))
+    now[0] += 30
+    assert b.sample().nodes  # a success resets the backoff: the next failure waits 1 s
+    canned.replies[METRICS] = (500, b"")
+    fails_asking()
+    now[0] += 1
+    fails_asking()
 
 
 def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
@@ -256,7 +330,7 @@ def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
         series("DCGM_FI_DEV_GPU_UTIL", 10, Hostname=h, gpu="0", instance="10.0.0.9:9400")
         for h in ("a", "b")
     ]
-    canned.replies["metrics"] = (200, answer(both))
+    canned.replies[METRICS] = (200, answer(both))
     canned.replies["up"] = (
         200,
         answer([{"metric": {"instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
@@ -264,3 +338,76 @@ def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
     nodes = backend(canned.url).sample().nodes  # down on the very first sample: no crash
     assert [(n.name, n.up) for n in nodes] == [("a", False), ("b", False)]
     assert all(g.lost for n in nodes for g in n.gpus)
+
+
+def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
+    """`smi` runs once: it never saw the node whose exporter died, yet shows it down with its
+    GPUs (a third query, asked once per down exporter), not a smaller accelerator."""
+    dead, other = "10.0.0.2:9400", "10.0.0.3:9100"  # other: a node_exporter, no GPUs
+    canned.replies["up"] = (
+        200,
+        answer(
+            [
+                *UP,
+                {"metric": {"instance": dead}, "value": [0, "0"]},
+                {"metric": {"instance": other}, "value": [0, "0"]},
+            ]
+        ),
+    )
+    last = [
+        series("DCGM_FI_DEV_GPU_UTIL", 3, Hostname="n2", gpu=str(i), instance=dead)
+        for i in range(8)
+    ]
+    canned.replies[down_query([dead, other])] = (200, answer(last))
+    b = backend(canned.url)
+    snapshot = b.sample()
+    assert [(n.name, n.up, len(n.gpus)) for n in snapshot.nodes] == [
+        ("n1", True, 2),
+        ("n2", False, 8),
+    ]
+    assert all(g.lost for g in snapshot.nodes[1].gpus)
+    assert len(canned.queries) == 3
+    b.sample()  # asked once: the next refresh is two queries again, n2 still down
+    assert len(canned.queries) == 5 and not b.sample().nodes[1].up
+
+
+def test_a_prometheus_without_last_over_time_still_gives_the_live_nodes(canned):
+    canned.replies["up"] = (200, answer([{"metric": {"instance": "x:1"}, "value": [0, "0"]}]))
+    assert [n.name for n in backend(canned.url).sample().nodes] == ["n1"]  # down query: 400
+
+
+def test_versions_say_what_they_are(canned):
+    snapshot = backend(canned.url).sample()
+    assert (snapshot.platform, snapshot.version_current) == ("NVIDIA driver", "580.159.04")
+    assert snapshot.version_latest == "-"  # nothing measured a "latest" version
+    canned.replies[METRICS] = (200, answer(AMD))
+    amd = backend(canned.url).sample()
+    assert (amd.platform, amd.version_current, amd.version_latest) == ("Prometheus", "-", "-")
+
+
+def test_password_on_the_command_line_is_refused(canned, monkeypatch):
+    with pytest.raises(UsageError, match="sees in `ps`") as caught:
+        PrometheusBackend.from_config(canned.url.replace("//", "//alice:hunter2@"), {})
+    assert "hunter2" not in str(caught.value)
+    monkeypatch.setenv("MOAI_TUI_PROMETHEUS_PASSWORD", "hunter2")
+    b = PrometheusBackend.from_config(canned.url.replace("//", "//alice@"), {})
+    b.sample()  # user in the URL, password from the environment: fine
+    assert canned.requests[-1][2]["Authorization"] == "Basic YWxpY2U6aHVudGVyMg=="
+    monkeypatch.setenv("MOAI_TUI_PROMETHEUS_URL", "http://bob:pw@127.0.0.1:9")
+    assert PrometheusBackend.from_config(None, {}).client.where == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("garbage", "MOAI_TUI_PROMETHEUS_URL 'garbage' must look like http://host:9090"),
+        ("bob:pw@host:9090", "MOAI_TUI_PROMETHEUS_URL 'host:9090' must look like"),
+        ("http://host:port", "MOAI_TUI_PROMETHEUS_URL 'http://host:port' must look like"),
+        ("http://h:99999", "MOAI_TUI_PROMETHEUS_URL 'http://h:99999' must look like"),
+    ],
+)
+def test_bad_url_from_the_environment_is_named_as_given(monkeypatch, url, shown):
+    monkeypatch.setenv("MOAI_TUI_PROMETHEUS_URL", url)
+    with pytest.raises(UsageError) as caught:
+        PrometheusBackend.from_config(None, {})
+    assert str(caught.value).startswith(shown) and "pw" not in str(caught.value)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from moai_tui.config import Config
 from moai_tui.errors import BackendError, UsageError
-from moai_tui.model import ClusterSnapshot, JobRequest
+from moai_tui.model import ClusterSnapshot, Gpu, JobRequest
 
 if TYPE_CHECKING:
     from moai_tui.backends.snapshot import Pinned
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 NAMES = ("auto", "simulator", "nvml", "prometheus", "replay:FILE[@SPEED]", "snapshot:FILE")
 
-# (util %, memory %) of a set of nodes, oldest first, one point per step.
+# (util %, memory %) of a set of GPUs, oldest first, one point per step.
 HistoryPoints = list[tuple[float | None, float | None]]
 
 
@@ -42,9 +42,10 @@ class Backend(Protocol):
         None: the user's catalog file or MoAI's built-in one applies."""
         ...
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> HistoryPoints | None:
-        """(util %, memory %) of `nodes` over the last `seconds`, every `step` seconds, where
-        the backend keeps a history (Prometheus); None where it keeps none."""
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> HistoryPoints | None:
+        """(util %, memory %) of `gpus` (a device's) over the last `seconds`, every `step`
+        seconds, computed as a live view of them is, where the backend keeps a history
+        (Prometheus); None where it keeps none."""
         ...
 
     def pinned_state(self) -> Pinned | None:

@@ -185,7 +185,7 @@ class NvmlBackend:
             jobs=tuple(jobs),
             platform="NVIDIA driver",
             version_current=self.driver,
-            version_latest=self.driver,
+            version_latest="-",  # nothing here knows a newer driver
             host=self.host,
             local=True,
         )
@@ -248,7 +248,7 @@ class NvmlBackend:
             )
         return jobs
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> None:
         return None  # NVML keeps no history: the dashboard gathers its own
 
     def pinned_state(self) -> None:

@@ -3,9 +3,13 @@ scrapes dcgm-exporter (NVIDIA) or device-metrics-exporter (AMD) on every node.
 
 A refresh is two queries whatever the cluster's size: every per-GPU metric in one (reduced per
 GPU on the server, tagged with the metric it came from), and `up` for the exporters. Nodes come
-from the host label; a node seen before whose series vanished, or whose exporter is `up == 0`,
-is shown down. Names drift between exporter versions, so they live in one alias table with their
-unit scales.
+from the host label (`Hostname`, `hostname`, else the exporter's `instance`); a node seen before
+whose series vanished, or whose exporter is `up == 0`, is shown down. An exporter already down
+when this process started costs a third query, once: its last series name its node and GPUs.
+Names drift between exporter versions, so they live in one alias table with their unit scales.
+
+Label values (node names above all) are data, never PromQL: they go into queries as escaped
+string literals, matched with `=`.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ GPU_LABELS = (
     "DCGM_FI_DRIVER_VERSION",
 )
 TAG = "moai_metric"
+# The used-memory metric -> how its vendor gives the rest: the total, or what is free.
+MEMORY_PAIRS = {
+    "DCGM_FI_DEV_FB_USED": ("free", "DCGM_FI_DEV_FB_FREE"),
+    "gpu_used_vram": ("total", "gpu_total_vram"),
+}
+HOST_LABELS = ("Hostname", "hostname", "instance")  # which names a node, first present wins
+INDEX_LABELS = ("gpu", "gpu_id")
+# How far back the last series of an exporter that is down names its node and GPUs.
+DOWN_LOOKBACK = "7d"
 TOKEN_ENV = "MOAI_TUI_PROMETHEUS_TOKEN"
 USER_ENV = "MOAI_TUI_PROMETHEUS_USER"
 PASSWORD_ENV = "MOAI_TUI_PROMETHEUS_PASSWORD"
@@ -78,8 +91,56 @@ def per_gpu_query() -> str:
     return " or ".join(parts)
 
 
-def parse_vector(body: bytes, what: str) -> list[tuple[dict, float | None]]:
-    """(labels, value) of an instant-query answer; raises BackendError naming what is wrong."""
+def promql_string(text: str) -> str:
+    """`text` as a PromQL double-quoted string literal (Go's escapes; JSON's are a subset)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def regex_literal(text: str) -> str:
+    """`text` as an RE2 pattern matching exactly it (PromQL's `=~` anchors both ends)."""
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in text)
+
+
+def gpu_selector(metric: str, where: Sequence[tuple[str, str, str, Sequence[str]]]) -> str:
+    """`metric` on exactly these GPUs, one per-GPU series each: `where` holds, per node, the
+    label naming it, its name, the GPU index label and the index values (all when empty)."""
+    parts = []
+    for host_label, node, index_label, indices in where:
+        matchers = [f"{host_label}={promql_string(node)}"]
+        if indices:
+            pattern = "|".join(regex_literal(i) for i in indices)
+            matchers.append(f"{index_label}=~{promql_string(pattern)}")
+        parts.append(f"{metric}{{{','.join(matchers)}}}")
+    labels = sorted({label for h, _, i, _ in where for label in (h, i)})
+    return f"max by ({', '.join(labels)}) ({' or '.join(parts)})"
+
+
+def history_queries(
+    util_metric: str, used_metric: str, where: Sequence[tuple[str, str, str, Sequence[str]]]
+) -> tuple[str, str]:
+    """(utilization %, memory %) of these GPUs as the live view computes them: each GPU once,
+    utilization averaged, memory summed, from the metrics the live query last read (DCGM gives
+    used and free memory, AMD used and total)."""
+    util = f"avg({gpu_selector(util_metric, where)})"
+    used = f"sum({gpu_selector(used_metric, where)})"
+    kind, other = MEMORY_PAIRS.get(used_metric, MEMORY_PAIRS["DCGM_FI_DEV_FB_USED"])
+    other_sum = f"sum({gpu_selector(other, where)})"
+    total = other_sum if kind == "total" else f"({used} + {other_sum})"
+    return util, f"100 * {used} / {total}"
+
+
+def down_query(instances: Sequence[str]) -> str:
+    """What exporters now down served last, per GPU, labelled as the live query labels it."""
+    names = "|".join(metric for metric, _ in ALIASES["util"])
+    parts = " or ".join(
+        f'last_over_time({{__name__=~"{names}",instance={promql_string(i)}}}[{DOWN_LOOKBACK}])'
+        for i in instances
+    )
+    return f"max by ({', '.join(GPU_LABELS)}) ({parts})"
+
+
+def result_list(body: bytes, what: str) -> list:
+    """The result list of a query answer; raises BackendError with the server's own error."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as error:
@@ -90,6 +151,12 @@ def parse_vector(body: bytes, what: str) -> list[tuple[dict, float | None]]:
     result = data.get("data", {}).get("result") if isinstance(data.get("data"), dict) else None
     if not isinstance(result, list):
         raise BackendError(f"prometheus: {what}: answer has no result list")
+    return result
+
+
+def parse_vector(body: bytes, what: str) -> list[tuple[dict, float | None]]:
+    """(labels, value) of an instant-query answer; raises BackendError naming what is wrong."""
+    result = result_list(body, what)
     out = []
     for item in result:
         try:
@@ -116,11 +183,16 @@ class PrometheusClient:
         password: str | None = None,
         timeout: float = 3.0,
         verify: bool = True,
+        source: str = "prometheus URL",
     ):
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"prometheus URL {redact(url)!r} must look like http://host:9090")
-        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise UsageError(f"{source} {redact(url)!r} must look like http://host:9090")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, port
         self.prefix = parts.path.rstrip("/")
         self.where = redact(url)
         self.timeout = timeout
@@ -205,12 +277,11 @@ class PrometheusClient:
         body = self.get(
             "/api/v1/query_range", {"query": promql, "start": start, "end": end, "step": step}, what
         )
+        series = result_list(body, what)
         try:
-            data = json.loads(body)
-            series = data["data"]["result"]
             values = series[0]["values"] if series else []
             return [(float(t), _number(v)) for t, v in values]
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as error:
+        except (ValueError, KeyError, TypeError, IndexError) as error:
             raise BackendError(f"prometheus: {what}: unexpected answer ({error!r:.60})") from None
 
 
@@ -220,11 +291,12 @@ def _number(text: str) -> float | None:
 
 
 def redact(url: str) -> str:
-    """The URL without user, password or query: safe to print."""
+    """The URL without user, password, query or fragment: safe to print, even when it is not
+    a URL at all."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    if not parts.scheme or not parts.netloc:
+        return url.rpartition("@")[2].partition("?")[0].partition("#")[0]
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def describe(error: Exception) -> str:
@@ -245,9 +317,14 @@ class PrometheusBackend:
         self.clock = clock
         self.known: dict[str, tuple[Gpu, ...]] = {}  # node -> its GPUs as last seen
         self.instances: dict[str, set[str]] = {}  # exporter address -> the nodes it serves
-        self.host_label = "Hostname"
-        self.util_metric = "DCGM_FI_DEV_GPU_UTIL"
+        # How each node's series are labelled: the label naming it, the GPU index label, and
+        # each GPU's index value as the exporter writes it (history asks for exactly those).
+        self.node_labels: dict[str, tuple[str, str]] = {}
+        self.index_values: dict[tuple[str, int], str] = {}
+        # Per node, the metrics its utilization and used memory were read from (the vendor's).
+        self.node_metrics: dict[str, dict[str, str]] = {}
         self.driver = "-"
+        self._asked: set[str] = set()  # down exporters whose last series were asked for
         self._retry_at = 0.0
         self._backoff = 0.0
         self._last_error = ""
@@ -258,8 +335,19 @@ class PrometheusBackend:
     ) -> PrometheusBackend:
         """`url` (--prometheus-url), else the environment, else config.toml's checked values."""
         settings = settings or PrometheusSettings()
-        url = url or os.environ.get(URL_ENV) or settings.url
-        if not url:
+        if url:
+            source = "prometheus URL"
+            if urlsplit(url).password is not None:
+                raise UsageError(
+                    "the prometheus URL on the command line holds a password, which every user "
+                    f"of this machine sees in `ps`: give it in {PASSWORD_ENV} (or password in "
+                    "[prometheus] of config.toml) and the URL without it"
+                )
+        elif os.environ.get(URL_ENV):
+            url, source = os.environ[URL_ENV], URL_ENV
+        elif settings.url:
+            url, source = settings.url, "url in [prometheus] of config.toml"
+        else:
             raise UsageError(
                 f"the prometheus backend needs a URL: --prometheus-url URL, "
                 f"{URL_ENV}, or url in [prometheus] of config.toml"
@@ -271,6 +359,7 @@ class PrometheusBackend:
             password=os.environ.get(PASSWORD_ENV) or settings.password,
             timeout=settings.timeout,
             verify=not settings.insecure_skip_verify,
+            source=source,
         )
         return cls(client)
 
@@ -287,9 +376,47 @@ class PrometheusBackend:
             self._last_error = str(error)
             raise
         self._backoff = 0.0
-        return self._snapshot(now, series, up)
+        down = {labels.get("instance", "") for labels, value in up if value == 0} - {""}
+        serving = {labels.get("instance") for labels, _ in series}
+        unnamed = sorted(down - serving - set(self.instances) - self._asked)
+        if unnamed:  # down since before this process looked: their last series name them
+            self._asked |= set(unnamed)  # once: a node that never served GPUs stays unknown
+            try:
+                self._learn_down(self.client.query(down_query(unnamed), "down exporters"))
+            except BackendError:
+                pass  # (an old Prometheus without last_over_time) the live nodes still stand
+        return self._snapshot(now, series, down)
 
-    def _snapshot(self, now: float, series, up) -> ClusterSnapshot:
+    def _node_of(self, labels: dict) -> tuple[str, str, str, str] | None:
+        """(node, its label, GPU index value, its label) of a series, None without a node."""
+        host_label = next((h for h in HOST_LABELS if labels.get(h)), None)
+        if host_label is None:
+            return None
+        index_label = next((i for i in INDEX_LABELS if i in labels), INDEX_LABELS[0])
+        return labels[host_label], host_label, labels.get(index_label) or "0", index_label
+
+    def _learn_down(self, series) -> None:
+        seen: dict[str, dict[str, str]] = {}  # node -> index value -> model
+        for labels, _ in series:
+            named = self._node_of(labels)
+            if named is None:
+                continue
+            node, host_label, index, index_label = named
+            self.instances.setdefault(labels.get("instance", ""), set()).add(node)
+            self.node_labels.setdefault(node, (host_label, index_label))
+            seen.setdefault(node, {})[index] = labels.get("modelName") or labels.get(
+                "card_model", ""
+            )
+        for node, gpus in seen.items():
+            if node not in self.known:
+                self.known[node] = tuple(
+                    sorted(
+                        (Gpu(node, _index(i), m, lost=True) for i, m in gpus.items()),
+                        key=lambda g: g.index,
+                    )
+                )
+
+    def _snapshot(self, now: float, series, down_instances: set[str]) -> ClusterSnapshot:
         fields: dict[tuple[str, str], dict] = {}  # (node, gpu) -> field -> (rank, value)
         meta: dict[tuple[str, str], dict] = {}
         rank = {
@@ -299,30 +426,26 @@ class PrometheusBackend:
         }
         for labels, value in series:
             metric = labels.get(TAG)
-            if metric not in rank:
+            named = self._node_of(labels)
+            if metric not in rank or named is None:
                 continue
-            node = labels.get("Hostname") or labels.get("hostname") or labels.get("instance")
-            gpu = labels.get("gpu") or labels.get("gpu_id") or "0"
-            if not node:
-                continue
-            if "Hostname" in labels or "hostname" in labels:
-                self.host_label = "Hostname" if "Hostname" in labels else "hostname"
+            node, host_label, gpu, index_label = named
+            self.node_labels[node] = (host_label, index_label)
+            self.index_values[(node, _index(gpu))] = gpu
             if labels.get("instance"):
                 self.instances.setdefault(labels["instance"], set()).add(node)
             if labels.get("DCGM_FI_DRIVER_VERSION"):
                 self.driver = labels["DCGM_FI_DRIVER_VERSION"]
             field, order, scale = rank[metric]
-            if field == "util":
-                self.util_metric = metric
+            if field in ("util", "mem_used_mib"):
+                self.node_metrics.setdefault(node, {})[field] = metric
             slot = fields.setdefault((node, gpu), {})
             if field not in slot or order < slot[field][0]:
                 slot[field] = (order, None if value is None else value * scale)
             meta.setdefault((node, gpu), labels)
         down: set[str] = set()
-        for labels, value in up:
-            if value == 0:  # every node that exporter serves
-                instance = labels.get("instance", "")
-                down |= self.instances.get(instance, {instance})
+        for instance in down_instances:  # every node that exporter serves
+            down |= self.instances.get(instance, set())
         nodes: dict[str, list[Gpu]] = {}
         for (node, gpu), slot in fields.items():
             nodes.setdefault(node, []).append(self._gpu(node, gpu, slot, meta[(node, gpu)]))
@@ -334,16 +457,18 @@ class PrometheusBackend:
                 out.append(Node(name, gpus))
             else:  # its exporter is down or its series vanished: shown down, not dropped
                 seen = self.known.get(name) or nodes.get(name, ())
-                lost = tuple(Gpu(name, g.index, g.model, lost=True) for g in seen)
+                lost = tuple(Gpu(name, g.index, g.model, lost=True, uuid=g.uuid) for g in seen)
                 out.append(Node(name, lost, up=False))
         return ClusterSnapshot(
             time=now,
             backend=self.name,
             user=os.environ.get("USER", "-"),
             nodes=tuple(out),
-            platform="Prometheus",
+            # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
+            # label; nothing says which is the latest.
+            platform="NVIDIA driver" if self.driver != "-" else "Prometheus",
             version_current=self.driver,
-            version_latest=self.driver,
+            version_latest="-",
             host=self.client.where,
             attached=True,
         )
@@ -358,7 +483,7 @@ class PrometheusBackend:
             total = used + free  # FB_TOTAL is not exported by default
         return Gpu(
             node=node,
-            index=int(gpu) if is_number(str(gpu)) else 0,
+            index=_index(gpu),
             model=labels.get("modelName") or labels.get("card_model") or "",
             util=value("util"),
             mem_used_mib=None if used is None else int(used),
@@ -366,29 +491,39 @@ class PrometheusBackend:
             temp_c=value("temp_c"),
             mem_temp_c=value("mem_temp_c"),
             power_w=value("power_w"),
+            uuid=labels.get("UUID", ""),
         )
 
     def history(
-        self, nodes: Sequence[str], seconds: float, step: float
+        self, gpus: Sequence[Gpu], seconds: float, step: float
     ) -> list[tuple[float | None, float | None]]:
-        """(util %, memory %) of these nodes over the last `seconds`: two range queries."""
-        if not nodes:
+        """(util %, memory %) of these GPUs (a device's) over the last `seconds`, computed as
+        the live view computes them: two range queries."""
+        where = []
+        for node, indices in _by_node(gpus).items():
+            if node not in self.node_labels:
+                continue  # never seen: nothing to ask for
+            host_label, index_label = self.node_labels[node]
+            every = {i for (n, i) in self.index_values if n == node}
+            values = (
+                []
+                if set(indices) >= every
+                else [self.index_values.get((node, i), str(i)) for i in indices]
+            )
+            where.append((host_label, node, index_label, values))
+        if not where:
             return []
+        metrics = self.node_metrics.get(where[0][1], {})  # one vendor a device, as a rule
+        util_query, mem_query = history_queries(
+            metrics.get("util", ALIASES["util"][0][0]),
+            metrics.get("mem_used_mib", ALIASES["mem_used_mib"][0][0]),
+            where,
+        )
         end = self.clock()
-        pattern = "|".join(nodes)
-        match = f'{self.host_label}=~"{pattern}"'
-        util = self.client.query_range(
-            f"avg({self.util_metric}{{{match}}})", end - seconds, end, step, "utilization history"
+        util = self.client.query_range(util_query, end - seconds, end, step, "utilization history")
+        mem_at = dict(
+            self.client.query_range(mem_query, end - seconds, end, step, "memory history")
         )
-        mem = self.client.query_range(
-            f"100 * sum(DCGM_FI_DEV_FB_USED{{{match}}}) / (sum(DCGM_FI_DEV_FB_USED{{{match}}}) "
-            f"+ sum(DCGM_FI_DEV_FB_FREE{{{match}}}))",
-            end - seconds,
-            end,
-            step,
-            "memory history",
-        )
-        mem_at = dict(mem)
         return [(u, mem_at.get(t)) for t, u in util]
 
     def local_catalog(self) -> None:
@@ -399,3 +534,15 @@ class PrometheusBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _index(value: str) -> int:
+    """A GPU's index from its label value ("3"); 0 where the exporter wrote something else."""
+    return int(value) if is_number(str(value)) else 0
+
+
+def _by_node(gpus: Sequence[Gpu]) -> dict[str, list[int]]:
+    nodes: dict[str, list[int]] = {}
+    for gpu in gpus:
+        nodes.setdefault(gpu.node, []).append(gpu.index)
+    return nodes

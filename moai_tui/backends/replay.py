@@ -197,7 +197,7 @@ class ReplayBackend:
     def local_catalog(self) -> None:
         return None
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> None:
         return None
 
     def pinned_state(self) -> None:

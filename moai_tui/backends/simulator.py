@@ -347,7 +347,7 @@ class SimulatorBackend:
     def local_catalog(self) -> None:
         return None  # the MoAI catalog: the simulated cluster is a MoAI one
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> None:
         return None
 
     def pinned_state(self) -> None:

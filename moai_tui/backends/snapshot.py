@@ -13,7 +13,7 @@ from pathlib import Path
 
 from moai_tui.codec import DecodeError, snapshot_from_dict
 from moai_tui.errors import UsageError
-from moai_tui.model import ClusterSnapshot, Flavor, JobRequest
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, JobRequest
 from moai_tui.state import MAX_DEVICES, Device, State
 
 SCHEMA = "moai-tui/smi-1"
@@ -86,7 +86,7 @@ class SnapshotBackend:
     def local_catalog(self) -> None:
         return None  # the pinned flavors come with pinned_state()
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float) -> None:
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> None:
         return None
 
     def pinned_state(self) -> Pinned:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moai_tui.codec import snapshot_to_dict
-from moai_tui.model import ClusterSnapshot
+from moai_tui.model import MOAI_PLATFORM, ClusterSnapshot
 from moai_tui.text.safe import printable
 from moai_tui.text.table import Column, Table
 from moai_tui.view import ACCELERATOR_NAME, DeviceView, fmt_mib, fmt_number, fmt_percent
@@ -37,8 +37,12 @@ GPU_COLUMNS = (
 
 
 def banner_text(snapshot: ClusterSnapshot) -> str:
+    """moreh-smi's version line on a MoAI platform; elsewhere, what the version is of (the
+    NVIDIA driver is not a MoAI release, and nothing knows its latest)."""
     current, latest = safe_command(snapshot.version_current), safe_command(snapshot.version_latest)
-    return f"Current Version: {current}  Latest Version: {latest}"
+    if snapshot.platform == MOAI_PLATFORM:
+        return f"Current Version: {current}  Latest Version: {latest}"
+    return safe_command(snapshot.platform) + ("" if current == "-" else f" {current}")
 
 
 def device_cells(view: DeviceView) -> list[str]:
