@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MOAI_PLATFORM = "Moreh AI Platform"  # a snapshot's platform when it is a MoAI cluster
+NVIDIA_DRIVER = "NVIDIA driver"  # ... when its version is the NVIDIA driver's
 
 
 @dataclass(frozen=True)

@@ -206,8 +206,8 @@ readings = st.one_of(
 @FAST
 @given(st.lists(st.tuples(readings, readings, readings), min_size=1, max_size=8))
 def test_exposition_text_parses_back(values):
-    """Whatever the backend gave (NaN, negatives), what the exporter serves after cleaning is
-    valid exposition text carrying exactly the readings that were kept."""
+    """Whatever the backend gave (NaN, negatives), what the exporter serves (it cleans on the
+    way out) is valid exposition text carrying exactly the readings cleaning kept."""
     snapshot = SimulatorBackend(nodes=1, clock=lambda: 1780000000.0, user="me").sample()
     node = snapshot.nodes[0]
     gpus = tuple(
@@ -221,7 +221,7 @@ def test_exposition_text_parses_back(values):
     dirty = replace(snapshot, nodes=(Node(node.name, gpus),))
     clean, _ = clean_snapshot(dirty)
     registry = CollectorRegistry()
-    registry.register(SnapshotCollector(lambda: clean, None))
+    registry.register(SnapshotCollector(lambda: dirty, None))
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }

@@ -19,7 +19,7 @@ import pynvml
 
 from moai_tui.catalog import Catalog
 from moai_tui.errors import BackendError
-from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
 
 MIB = 1024 * 1024
 PROCESS_INTERVAL_S = 3.0
@@ -183,7 +183,7 @@ class NvmlBackend:
             user=self.user,
             nodes=(Node(self.host, gpus),),
             jobs=tuple(jobs),
-            platform="NVIDIA driver",
+            platform=NVIDIA_DRIVER,
             version_current=self.driver,
             version_latest="-",  # nothing here knows a newer driver
             host=self.host,

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from moai_tui.config import PrometheusSettings
 from moai_tui.errors import BackendError, UsageError
-from moai_tui.model import ClusterSnapshot, Gpu, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, JobRequest, Node
 from moai_tui.parsing import is_number
 
 MB_TO_MIB = 1e6 / 1048576
@@ -466,7 +466,7 @@ class PrometheusBackend:
             nodes=tuple(out),
             # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
             # label; nothing says which is the latest.
-            platform="NVIDIA driver" if self.driver != "-" else "Prometheus",
+            platform=NVIDIA_DRIVER if self.driver != "-" else "Prometheus",
             version_current=self.driver,
             version_latest="-",
             host=self.client.where,

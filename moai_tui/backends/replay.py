@@ -15,7 +15,7 @@ from typing import TextIO
 
 from moai_tui.codec import DecodeError, snapshot_from_dict, snapshot_to_dict
 from moai_tui.errors import UsageError
-from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
 
 MIB = 1024 * 1024
 
@@ -97,7 +97,7 @@ def nvml_trace_frame(line: dict, static: dict, host: str) -> ClusterSnapshot:
         user="-",
         nodes=(Node(host, (gpu,)),),
         jobs=jobs,
-        platform="NVIDIA driver",
+        platform=NVIDIA_DRIVER,
         version_current=driver,
         version_latest=driver,
         host=host,
