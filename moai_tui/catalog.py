@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,17 @@ class Catalog:
             f"unknown flavor {text!r}: use a name or number from 'moai-tui switch --list', "
             f"e.g. {self.flavors[0].name!r} or 1"
         )
+
+
+def derived_catalog(gpus: int, mib_per_gpu: int, model: str, source: str) -> Catalog:
+    """Flavors for one machine's GPUs: 1, 2, 4, 8 ... and all of them, named after the model
+    and the memory ("2xH200.280GB"). `model` is the device name as the driver reports it."""
+    short = re.sub(r"[^A-Za-z0-9._-]", "-", model.replace("NVIDIA ", "")) or "GPU"
+    sizes = sorted({n for n in (1, 2, 4, 8, 16) if n <= gpus} | {gpus})
+    flavors = tuple(
+        Flavor(f"{n}x{short}.{n * mib_per_gpu // 1024}GB", n, 1, mib_per_gpu) for n in sizes
+    )
+    return Catalog(flavors, gpus, source)
 
 
 def _field(entry: dict, key: str, where: str) -> int:

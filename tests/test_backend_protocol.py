@@ -79,7 +79,7 @@ def test_capability_answers(backends):
         "simulator": (None, "NoneType", "NoneType"),
         "nvml": ("CUDA_VISIBLE_DEVICES", "Catalog", "NoneType"),
         "prometheus": (None, "NoneType", "NoneType"),
-        "replay": (None, "NoneType", "NoneType"),
+        "replay": (None, "Catalog", "NoneType"),  # the H200 trace: one machine's flavors
         "snapshot": (None, "NoneType", "Pinned"),
     }
     assert isinstance(backends["nvml"].local_catalog(), Catalog)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import pynvml
 
-from moai_tui.catalog import Catalog
+from moai_tui.catalog import Catalog, derived_catalog
 from moai_tui.errors import BackendError
-from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
 
 MIB = 1024 * 1024
 PROCESS_INTERVAL_S = 3.0
@@ -101,12 +101,12 @@ class NvmlBackend:
 
     def local_catalog(self) -> Catalog:
         """1, 2, 4, 8 ... and all of this machine's GPUs, named after the model and memory."""
-        count = len(self.devices)
-        mib = self.memory_total_mib() or 0
-        model = self.devices[0].name.replace("NVIDIA ", "").replace(" ", "-")
-        sizes = sorted({n for n in (1, 2, 4, 8, 16) if n <= count} | {count})
-        flavors = tuple(Flavor(f"{n}x{model}.{n * mib // 1024}GB", n, 1, mib) for n in sizes)
-        return Catalog(flavors, count, f"(derived from NVML on {self.host})")
+        return derived_catalog(
+            len(self.devices),
+            self.memory_total_mib() or 0,
+            self.devices[0].name,
+            f"(derived from NVML on {self.host})",
+        )
 
     # Per tick ------------------------------------------------------------------------------
     def _read(self, device: _Device, job_id: int | None) -> Gpu:
