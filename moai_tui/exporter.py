@@ -2,11 +2,13 @@
 dcgm-exporter's names and labels, so a node without dcgm-exporter (or the simulator) can feed a
 real Prometheus. With `--node`, one node of the cluster: several exporters make a whole cluster.
 
-Served at /metrics only (404 elsewhere). Readings are cleaned first, as every view cleans them:
-an impossible reading is left out, not published. `UUID` is the GPU's own where the backend
-knows it (NVML), empty otherwise; `pci_bus_id` is empty (no backend reads it). Who holds a GPU
-goes into `hpc_job` (dcgm-exporter's label for it) and `hpc_user`, so "who uses the GPUs"
-survives into Grafana; one series per GPU, so sums never count a shared GPU twice.
+Served at /metrics only (404 elsewhere). What it serves comes through the one pipeline
+(pipeline.take_sample, which `cmd_exporter` hands in): cleaned, so an impossible reading is
+left out, and one backend call at a time however many scrapes overlap. `UUID` is the GPU's own
+where the backend knows it (NVML), empty otherwise; `pci_bus_id` is empty (no backend reads
+it). Who holds a GPU goes into `hpc_job` (dcgm-exporter's label for it) and `hpc_user`, so
+"who uses the GPUs" survives into Grafana; one series per GPU, so sums never count a shared
+GPU twice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from moai_tui.errors import UsageError
 from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Job
 from moai_tui.parsing import is_number
-from moai_tui.validate import clean_snapshot
 
 # (dcgm-exporter name, help, value of a GPU); None values are left out, as dcgm-exporter does.
 METRICS: tuple[tuple[str, str, Callable], ...] = (
@@ -60,14 +61,14 @@ METRICS_PATH = "/metrics"
 
 
 class SnapshotCollector(Collector):
-    """Samples the backend on every scrape (Prometheus sets the pace)."""
+    """Samples on every scrape (Prometheus sets the pace); `sample` gives a cleaned snapshot."""
 
     def __init__(self, sample: Callable[[], ClusterSnapshot], node: str | None):
         self.sample = sample
         self.node = node
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        snapshot, _ = clean_snapshot(self.sample())
+        snapshot = self.sample()
         nodes = [n for n in snapshot.nodes if self.node is None or n.name == self.node]
         holders = _holders(snapshot)
         driver = snapshot.version_current if snapshot.platform == NVIDIA_DRIVER else ""

@@ -16,8 +16,21 @@ from prometheus_client.registry import CollectorRegistry
 
 from moai_tui.backends.nvml import NvmlBackend
 from moai_tui.backends.simulator import SimulatorBackend
+from moai_tui.context import Context
 from moai_tui.exporter import SnapshotCollector
 from moai_tui.model import Gpu, Job, Node
+from moai_tui.pipeline import take_sample
+
+
+class Serving(SimulatorBackend):
+    """The simulator's interface, answering with the snapshot the test sets."""
+
+    def __init__(self):
+        super().__init__(nodes=1, clock=lambda: 1780000000.0, user="me")
+        self.snapshot = super().sample()
+
+    def sample(self, requests=()):
+        return self.snapshot
 
 
 def served(snapshot, node: str | None = None) -> dict[str, list]:
@@ -59,20 +72,18 @@ def test_only_metrics_is_served(exporter):
         assert status_of(f"{exporter}{path}") == 404, path
 
 
-def test_impossible_readings_are_left_out_on_the_shipped_path():
-    """The collector itself cleans: a NaN, a negative or an absurd reading is not published,
-    and the plausible ones beside it are."""
+def test_impossible_readings_are_left_out_on_the_shipped_path(config_dir):
+    """As cmd_exporter serves (take_sample, then the collector): a NaN, a negative or an
+    absurd reading is not published, and the plausible ones beside it are."""
     gpus = (
         Gpu("n1", 0, "m", util=float("nan"), temp_c=40.0),
         Gpu("n1", 1, "m", util=-5.0, temp_c=1e9, power_w=300.0),
         Gpu("n1", 2, "m", util=55.0, mem_used_mib=900, mem_total_mib=100),
     )
-    dirty = replace(
-        SimulatorBackend(nodes=1, clock=lambda: 1780000000.0, user="me").sample(),
-        nodes=(Node("n1", gpus),),
-        jobs=(),
-    )
-    metrics = served(dirty)
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = backend = Serving()
+    backend.snapshot = replace(backend.snapshot, nodes=(Node("n1", gpus),), jobs=())
+    metrics = served(take_sample(ctx).snapshot)
 
     def values(name: str) -> dict[str, float]:
         return {s.labels["gpu"]: s.value for s in metrics.get(name, [])}

@@ -203,25 +203,40 @@ readings = st.one_of(
 )
 
 
+class Serving(SimulatorBackend):
+    """The simulator's interface, answering with whatever snapshot the test sets."""
+
+    snapshot = None
+
+    def sample(self, requests=()):
+        return self.snapshot
+
+
 @FAST
 @given(st.lists(st.tuples(readings, readings, readings), min_size=1, max_size=8))
-def test_exposition_text_parses_back(values):
-    """Whatever the backend gave (NaN, negatives), what the exporter serves (it cleans on the
-    way out) is valid exposition text carrying exactly the readings cleaning kept."""
+def test_exposition_text_parses_back(config_dir, values):
+    """Whatever the backend gave (NaN, negatives), what the exporter serves on its shipped
+    path (cmd_exporter: take_sample, then the collector) is valid exposition text carrying
+    exactly the readings cleaning kept."""
+    from dataclasses import replace
+
+    from moai_tui.context import Context
+    from moai_tui.model import Node
+    from moai_tui.pipeline import take_sample
+
     snapshot = SimulatorBackend(nodes=1, clock=lambda: 1780000000.0, user="me").sample()
     node = snapshot.nodes[0]
     gpus = tuple(
         Gpu(node.name, i, "m", util=u, temp_c=t, power_w=p, mem_used_mib=None)
         for i, (u, t, p) in enumerate(values)
     )
-    from dataclasses import replace
-
-    from moai_tui.model import Node
-
-    dirty = replace(snapshot, nodes=(Node(node.name, gpus),))
+    dirty = replace(snapshot, nodes=(Node(node.name, gpus),), jobs=())
     clean, _ = clean_snapshot(dirty)
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = backend = Serving()
+    backend.snapshot = dirty
     registry = CollectorRegistry()
-    registry.register(SnapshotCollector(lambda: dirty, None))
+    registry.register(SnapshotCollector(lambda: take_sample(ctx).snapshot, None))
     families = {
         f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())
     }
