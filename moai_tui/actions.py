@@ -127,6 +127,15 @@ def start_sim_job(ctx: Context, command: str, device: int | None = None) -> JobR
     """A simulated job on a device (the visible one by default) that holds none."""
     if not command.strip():
         raise UsageError('sim start needs a command, e.g. moai-tui sim start "python train.py"')
+    backend = ctx.backend
+    if not backend.places_simulated_jobs:  # it would be saved, and never appear
+        hint = (
+            " (start a real one with 'moai-tui run -- CMD')" if backend.visible_devices_env else ""
+        )
+        raise RefusedError(
+            f"sim start places a job on the simulator; the {backend.name} backend would never "
+            f"show it{hint}"
+        )
     from moai_tui.backends.simulator import sim_clock
 
     now = sim_clock()  # a bad MOAI_TUI_SIM_TIME is reported before the lock is taken

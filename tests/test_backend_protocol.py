@@ -39,6 +39,8 @@ def test_protocol_declares_the_optional_features():
         "local_catalog",
         "history",
         "pinned_state",
+        "places_simulated_jobs",
+        "replay_status",
         "close",
     } <= protocol_members()
 
@@ -83,6 +85,17 @@ def test_capability_answers(backends):
         "snapshot": (None, "NoneType", "Pinned"),
     }
     assert isinstance(backends["nvml"].local_catalog(), Catalog)
+    placing = {name for name, b in backends.items() if b.places_simulated_jobs}
+    assert placing == {"simulator"}
+    statuses = {name: b.replay_status() for name, b in backends.items()}
+    assert {name for name, status in statuses.items() if status is None} == {
+        "simulator",
+        "nvml",
+        "prometheus",
+    }
+    assert statuses["replay"].recorded == "nvml" and statuses["replay"].length_s > 60
+    saved = statuses["snapshot"]  # one saved moment: a replay of length 0, never live
+    assert (saved.source, saved.recorded, saved.length_s) == ("saved.json", "simulator", 0.0)
     assert isinstance(backends["snapshot"].pinned_state(), Pinned)
     for name in ("simulator", "nvml", "replay", "snapshot"):
         assert backends[name].history(["x"], 60.0, 1.0) is None
@@ -94,6 +107,7 @@ class _Plain:
     name = "plain"
     notice = None
     visible_devices_env = None
+    places_simulated_jobs = False
 
     def __init__(self, inner: Backend):
         self.inner = inner
@@ -110,6 +124,9 @@ class _Plain:
         return [(10.0, 20.0), (30.0, None)]
 
     def pinned_state(self):
+        return None
+
+    def replay_status(self):
         return None
 
     def close(self):

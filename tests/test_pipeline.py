@@ -307,6 +307,7 @@ def test_host_probe_forgets_pids_that_left(config_dir):
 
         class Local:
             name, notice, visible_devices_env = "local", None, None
+            places_simulated_jobs = False
             jobs: tuple = ()
 
             def sample(self, requests=()):
@@ -326,6 +327,9 @@ def test_host_probe_forgets_pids_that_left(config_dir):
                 return None
 
             def pinned_state(self):
+                return None
+
+            def replay_status(self):
                 return None
 
             def close(self):

@@ -10,6 +10,7 @@ What only some backends can do is declared here too, and every backend answers i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from moai_tui.config import Config
@@ -26,6 +27,18 @@ NAMES = ("auto", "simulator", "nvml", "prometheus", "replay:FILE[@SPEED]", "snap
 HistoryPoints = list[tuple[float | None, float | None]]
 
 
+@dataclass(frozen=True)
+class ReplayStatus:
+    """Where a replay stands, for a header that says REPLAY instead of live."""
+
+    source: str  # the recording's file name
+    recorded: str  # the backend it recorded
+    position_s: float  # seconds into the recording of the frame last shown
+    length_s: float  # the recording's length in seconds; 0: one saved moment (snapshot:FILE)
+    lap: int  # 1 on the first pass: a replay starts over at its end
+    speed: float
+
+
 class Backend(Protocol):
     name: str
     # A line for the user about how the backend was chosen (e.g. a fallback), or None.
@@ -34,6 +47,8 @@ class Backend(Protocol):
     # (CUDA_VISIBLE_DEVICES), where `moai-tui run` can hand them out; None where it cannot
     # (a simulated, remote or recorded cluster).
     visible_devices_env: str | None
+    # Whether a job started with `moai-tui sim start` shows up: only the simulator places one.
+    places_simulated_jobs: bool
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
 
@@ -51,6 +66,12 @@ class Backend(Protocol):
     def pinned_state(self) -> Pinned | None:
         """The user's devices and flavors saved with the samples (`snapshot:FILE`), which then
         replace the state file's; None where the state file applies."""
+        ...
+
+    def replay_status(self) -> ReplayStatus | None:
+        """Where a replay stands in its recording (position, length, lap, what it recorded),
+        as of the last sample; a saved snapshot is a replay of length 0. Neither is ever
+        live. None for a backend that is."""
         ...
 
     def close(self) -> None: ...

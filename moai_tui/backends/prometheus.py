@@ -311,6 +311,7 @@ class PrometheusBackend:
     name = "prometheus"
     notice: str | None = None
     visible_devices_env = None  # the cluster's GPUs are other machines'
+    places_simulated_jobs = False  # the cluster runs what its scheduler runs
 
     def __init__(self, client: PrometheusClient, clock=time.time):
         self.client = client
@@ -531,6 +532,9 @@ class PrometheusBackend:
 
     def pinned_state(self) -> None:
         return None
+
+    def replay_status(self) -> None:
+        return None  # live
 
     def close(self) -> None:
         self.client.close()

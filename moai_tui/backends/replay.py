@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from moai_tui.backends import ReplayStatus
 from moai_tui.catalog import Catalog, derived_catalog
 from moai_tui.codec import DecodeError, snapshot_from_dict, snapshot_to_dict
 from moai_tui.errors import UsageError
@@ -235,24 +236,13 @@ def _static_beside(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-@dataclass(frozen=True)
-class ReplayStatus:
-    """Where a replay stands, for a header that says REPLAY instead of live."""
-
-    source: str  # the recording's file name
-    recorded: str  # the backend it recorded
-    position_s: float  # seconds into the recording of the frame last shown
-    length_s: float  # the recording's length in seconds (0 for a single frame)
-    lap: int  # 1 on the first pass: a replay starts over at its end
-    speed: float
-
-
 class ReplayBackend:
     """Plays frames back at their recorded pace times `speed`, looping at the end."""
 
     name = "replay"
     notice: str | None = None
     visible_devices_env = None  # recorded GPUs cannot run anything
+    places_simulated_jobs = False  # it shows what was recorded, nothing else
 
     def __init__(
         self,

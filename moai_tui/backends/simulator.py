@@ -121,6 +121,7 @@ def sim_clock() -> float:
 class SimulatorBackend:
     name = "simulator"
     visible_devices_env = None  # simulated GPUs: `moai-tui sim start` places jobs instead
+    places_simulated_jobs = True  # it places them on its cluster
 
     def __init__(
         self,
@@ -352,6 +353,9 @@ class SimulatorBackend:
 
     def pinned_state(self) -> None:
         return None
+
+    def replay_status(self) -> None:
+        return None  # live
 
     def close(self) -> None:
         pass

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from moai_tui.backends import ReplayStatus
 from moai_tui.codec import DecodeError, snapshot_from_dict
 from moai_tui.errors import UsageError
 from moai_tui.model import ClusterSnapshot, Flavor, Gpu, JobRequest
@@ -76,9 +77,11 @@ class SnapshotBackend:
     name = "snapshot"
     notice = None
     visible_devices_env = None  # a saved cluster cannot run anything
+    places_simulated_jobs = False  # a saved cluster changes no more
 
     def __init__(self, path: str):
         self.pinned = load_pinned(path)
+        self.source = Path(path).name
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         return self.pinned.snapshot
@@ -91,6 +94,10 @@ class SnapshotBackend:
 
     def pinned_state(self) -> Pinned:
         return self.pinned
+
+    def replay_status(self) -> ReplayStatus:
+        """One saved moment, never live: a replay of length 0."""
+        return ReplayStatus(self.source, self.pinned.snapshot.backend, 0.0, 0.0, 1, 1.0)
 
     def close(self) -> None:
         pass
