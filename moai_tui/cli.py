@@ -141,6 +141,7 @@ def build_parser() -> ArgumentParser:
 # smi ---------------------------------------------------------------------------------------
 def cmd_smi(ctx: Context, args, out) -> int:
     from moai_tui.pipeline import take_sample
+    from moai_tui.text.safe import printable
     from moai_tui.text.smi import render_gpus, render_smi, smi_document
 
     if args.reset:
@@ -150,7 +151,8 @@ def cmd_smi(ctx: Context, args, out) -> int:
     sample = take_sample(ctx)
     snapshot = sample.snapshot
     if args.version:
-        out.write(f"{snapshot.platform} {snapshot.version_current}\n")
+        # The version is a backend's label (Prometheus's, a recording's): never raw.
+        out.write(printable(f"{snapshot.platform} {snapshot.version_current}") + "\n")
         return 0
     views = list(sample.views)
     if args.i is not None:
@@ -285,12 +287,15 @@ def ask_device(ctx: Context, out) -> int:
 
 # sim ---------------------------------------------------------------------------------------
 def cmd_sim(ctx: Context, args, out) -> int:
+    from moai_tui.text.safe import printable
+
     if args.sim_command == "stop":
         actions.release(ctx, args.device)
         out.write(RELEASE_OK + "\n")
         return 0
     job = actions.start_sim_job(ctx, args.job_command, args.device)
-    out.write(f"Job {job.job_id} (PID {job.pid}) submitted on device {job.device}: {job.command}\n")
+    shown = printable(job.command)  # ESC[2J in a command must not clear the terminal
+    out.write(f"Job {job.job_id} (PID {job.pid}) submitted on device {job.device}: {shown}\n")
     placed = ctx.sample(ctx.store.load().jobs).job_on_device(job.device)
     if placed is not None and placed.waiting:
         out.write(NO_RESOURCES + "\n")

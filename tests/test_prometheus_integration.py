@@ -263,7 +263,7 @@ def test_dashboard_opens_with_history_from_query_range(cluster, monkeypatch):
 def test_history_with_node_names_that_are_promql_syntax(odd_cluster):
     """A device on gpu.00:0-2 and the quoted node's GPU 0: its history is those four GPUs, as
     the live view computes it, not gpuX00's too (a regex `.`) and not a query error."""
-    backend = PrometheusBackend.from_config(odd_cluster.url, {})
+    backend = PrometheusBackend.from_config(odd_cluster.url)
     nodes = {n.name: n for n in backend.sample().nodes}
     assert set(nodes) == set(ODD_NAMES.values())
     device = [*nodes["gpu.00"].gpus[:3], nodes[ODD_NAMES["node02"]].gpus[0]]

@@ -387,14 +387,14 @@ def test_versions_say_what_they_are(canned):
 
 def test_password_on_the_command_line_is_refused(canned, monkeypatch):
     with pytest.raises(UsageError, match="sees in `ps`") as caught:
-        PrometheusBackend.from_config(canned.url.replace("//", "//alice:hunter2@"), {})
+        PrometheusBackend.from_config(canned.url.replace("//", "//alice:hunter2@"))
     assert "hunter2" not in str(caught.value)
     monkeypatch.setenv("MOAI_TUI_PROMETHEUS_PASSWORD", "hunter2")
-    b = PrometheusBackend.from_config(canned.url.replace("//", "//alice@"), {})
+    b = PrometheusBackend.from_config(canned.url.replace("//", "//alice@"))
     b.sample()  # user in the URL, password from the environment: fine
     assert canned.requests[-1][2]["Authorization"] == "Basic YWxpY2U6aHVudGVyMg=="
     monkeypatch.setenv("MOAI_TUI_PROMETHEUS_URL", "http://bob:pw@127.0.0.1:9")
-    assert PrometheusBackend.from_config(None, {}).client.where == "http://127.0.0.1:9"
+    assert PrometheusBackend.from_config(None).client.where == "http://127.0.0.1:9"
 
 
 @pytest.mark.parametrize(
@@ -409,5 +409,5 @@ def test_password_on_the_command_line_is_refused(canned, monkeypatch):
 def test_bad_url_from_the_environment_is_named_as_given(monkeypatch, url, shown):
     monkeypatch.setenv("MOAI_TUI_PROMETHEUS_URL", url)
     with pytest.raises(UsageError) as caught:
-        PrometheusBackend.from_config(None, {})
+        PrometheusBackend.from_config(None)
     assert str(caught.value).startswith(shown) and "pw" not in str(caught.value)

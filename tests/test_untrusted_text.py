@@ -58,7 +58,9 @@ def test_table_aligns_wide_and_combining_text():
 
 def test_control_characters_in_a_command_never_reach_the_terminal(config_dir):
     command = "py\x1b[31mRED\x1b[2J\x07x | tee *.log"
-    assert run_cli("sim", "start", command).returncode == 0
+    started = run_cli("sim", "start", command)
+    assert started.returncode == 0 and not RAW_CONTROL.search(started.stdout)
+    assert started.stdout.endswith(": py\\x1b[31mRED\\x1b[2J\\x07x | tee *.log\n")
     table = run_cli("smi").stdout
     assert not RAW_CONTROL.search(table)
     assert "|  py\\x1b[31mRED\\x1b[2J\\x07x \u2502 tee \u2217.log  |" in table
@@ -197,7 +199,9 @@ def test_untrusted_text_through_smi(config_dir, command, user, node, model, flav
         saved.write_text(json.dumps(document))
         backend = f"--backend=snapshot:{saved}"
         table, per_gpu, as_json = smi(backend), smi(backend, "-p"), smi(backend, "--json")
-        for output in (table, per_gpu, as_json):
+        version = smi(backend, "-v")
+        assert version.count("\n") == 1
+        for output in (table, per_gpu, as_json, version):
             assert not RAW_CONTROL.search(output)
         assert_tables_aligned(table)
         assert_tables_aligned(per_gpu)
