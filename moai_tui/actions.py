@@ -127,14 +127,10 @@ def start_sim_job(ctx: Context, command: str, device: int | None = None) -> JobR
     """A simulated job on a device (the visible one by default) that holds none."""
     if not command.strip():
         raise UsageError('sim start needs a command, e.g. moai-tui sim start "python train.py"')
-    backend = ctx.backend
-    if not backend.places_simulated_jobs:  # it would be saved, and never appear
-        hint = (
-            " (start a real one with 'moai-tui run -- CMD')" if backend.visible_devices_env else ""
-        )
+    if ctx.backend.replay_status() is not None:  # saved, and never shown
         raise RefusedError(
-            f"sim start places a job on the simulator; the {backend.name} backend would never "
-            f"show it{hint}"
+            f"sim start: the {ctx.backend.name} backend plays back what was recorded, so a "
+            "simulated job would never appear in it (use --backend simulator)"
         )
     from moai_tui.backends.simulator import sim_clock
 

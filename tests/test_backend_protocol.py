@@ -39,7 +39,6 @@ def test_protocol_declares_the_optional_features():
         "local_catalog",
         "history",
         "pinned_state",
-        "places_simulated_jobs",
         "replay_status",
         "close",
     } <= protocol_members()
@@ -85,8 +84,6 @@ def test_capability_answers(backends):
         "snapshot": (None, "NoneType", "Pinned"),
     }
     assert isinstance(backends["nvml"].local_catalog(), Catalog)
-    placing = {name for name, b in backends.items() if b.places_simulated_jobs}
-    assert placing == {"simulator"}
     statuses = {name: b.replay_status() for name, b in backends.items()}
     assert {name for name, status in statuses.items() if status is None} == {
         "simulator",
@@ -107,7 +104,6 @@ class _Plain:
     name = "plain"
     notice = None
     visible_devices_env = None
-    places_simulated_jobs = False
 
     def __init__(self, inner: Backend):
         self.inner = inner

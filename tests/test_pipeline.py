@@ -307,7 +307,6 @@ def test_host_probe_forgets_pids_that_left(config_dir):
 
         class Local:
             name, notice, visible_devices_env = "local", None, None
-            places_simulated_jobs = False
             jobs: tuple = ()
 
             def sample(self, requests=()):

@@ -47,8 +47,6 @@ class Backend(Protocol):
     # (CUDA_VISIBLE_DEVICES), where `moai-tui run` can hand them out; None where it cannot
     # (a simulated, remote or recorded cluster).
     visible_devices_env: str | None
-    # Whether a job started with `moai-tui sim start` shows up: only the simulator places one.
-    places_simulated_jobs: bool
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
 

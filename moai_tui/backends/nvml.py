@@ -59,7 +59,6 @@ class NvmlBackend:
     notice: str | None = None
     # This machine's GPUs: `moai-tui run` hands them out.
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
-    places_simulated_jobs = False  # real processes only: `moai-tui run`
 
     def __init__(
         self, clock: Callable[[], float] = time.time, process_interval: float = PROCESS_INTERVAL_S

@@ -311,7 +311,6 @@ class PrometheusBackend:
     name = "prometheus"
     notice: str | None = None
     visible_devices_env = None  # the cluster's GPUs are other machines'
-    places_simulated_jobs = False  # the cluster runs what its scheduler runs
 
     def __init__(self, client: PrometheusClient, clock=time.time):
         self.client = client

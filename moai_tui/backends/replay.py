@@ -242,7 +242,6 @@ class ReplayBackend:
     name = "replay"
     notice: str | None = None
     visible_devices_env = None  # recorded GPUs cannot run anything
-    places_simulated_jobs = False  # it shows what was recorded, nothing else
 
     def __init__(
         self,

@@ -121,7 +121,6 @@ def sim_clock() -> float:
 class SimulatorBackend:
     name = "simulator"
     visible_devices_env = None  # simulated GPUs: `moai-tui sim start` places jobs instead
-    places_simulated_jobs = True  # it places them on its cluster
 
     def __init__(
         self,

@@ -77,7 +77,6 @@ class SnapshotBackend:
     name = "snapshot"
     notice = None
     visible_devices_env = None  # a saved cluster cannot run anything
-    places_simulated_jobs = False  # a saved cluster changes no more
 
     def __init__(self, path: str):
         self.pinned = load_pinned(path)
