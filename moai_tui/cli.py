@@ -24,8 +24,13 @@ from moai_tui.text.messages import (
 )
 
 PROG = "moai-tui"
-BACKEND_HELP = "auto (default), simulator, nvml, prometheus, replay:FILE[@SPEED], snapshot:FILE"
-PROMETHEUS_HELP = "Prometheus server for --backend prometheus (or MOAI_TUI_PROMETHEUS_URL)"
+BACKEND_HELP = (
+    "auto (default), simulator, nvml, prometheus, slurm, replay:FILE[@SPEED], snapshot:FILE"
+)
+PROMETHEUS_HELP = (
+    "Prometheus server for --backend prometheus, or the GPU readings of --backend slurm "
+    "(or MOAI_TUI_PROMETHEUS_URL)"
+)
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
 
 

@@ -44,6 +44,24 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """`[slurm]`: how often to ask slurmctld, and what `moai-tui run` adds to srun."""
+
+    interval: float = 5.0  # seconds between polls of slurmctld
+    timeout: float = 5.0  # seconds a Slurm command may take before the sample fails
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None  # srun --time, e.g. "2:00:00"
+    qos: str | None = None
+    srun_options: tuple[str, ...] = ()  # any other srun options, e.g. ["--exclusive"]
+
+    def srun_arguments(self) -> list[str]:
+        named = (("partition", self.partition), ("account", self.account))
+        named += (("time", self.time), ("qos", self.qos))
+        return [f"--{key}={value}" for key, value in named if value] + list(self.srun_options)
+
+
+@dataclass(frozen=True)
 class Config:
     backend: str = "auto"
     interval: float = 1.0
@@ -55,6 +73,7 @@ class Config:
     version_current: str = "24.5.0"
     version_latest: str = "24.5.0"
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
 
 def check_interval(value: float, what: str) -> float:
@@ -112,6 +131,23 @@ class _Table:
             raise self.fail(key, "true or false (no quotes)")
         return value
 
+    def options(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(
+            isinstance(o, str) and o.startswith("-") for o in value
+        ):
+            raise self.fail(key, 'a list of options like ["--exclusive"]')
+        return tuple(value)
+
+    def only(self, keys) -> None:
+        """A key the table does not have is a typo that would silently change nothing."""
+        unknown = sorted(set(self.data) - set(keys))
+        if unknown:
+            raise UsageError(
+                f"config file {self.source}: unknown key '{self.prefix}{unknown[0]}' "
+                f"(known: {', '.join(sorted(keys))})"
+            )
+
     def table(self, key: str) -> _Table:
         value = self.data.get(key, {})
         if not isinstance(value, dict):
@@ -134,6 +170,11 @@ def load_config(path: Path | None = None) -> Config:
     sim = top.table("simulator")
     prom = top.table("prometheus")
     catalog = top.text("catalog", None)
+    slurm = top.table("slurm")
+    slurm.only(SlurmSettings.__dataclass_fields__)
+    for key in ("partition", "account", "time", "qos"):
+        if str(slurm.data.get(key, "")).startswith("-"):
+            raise slurm.fail(key, "a value, not an option")
     return Config(
         backend=top.text("backend", default.backend),
         interval=top.number("interval", default.interval, MIN_INTERVAL, MAX_INTERVAL),
@@ -151,5 +192,14 @@ def load_config(path: Path | None = None) -> Config:
             password=prom.text("password", None),
             timeout=prom.number("timeout", 3.0, 0.1, MAX_TIMEOUT),
             insecure_skip_verify=prom.boolean("insecure_skip_verify", False),
+        ),
+        slurm=SlurmSettings(
+            interval=slurm.number("interval", 5.0, 1.0, 3600.0),
+            timeout=slurm.number("timeout", 5.0, 1.0, MAX_TIMEOUT),
+            partition=slurm.text("partition", None),
+            account=slurm.text("account", None),
+            time=slurm.text("time", None),
+            qos=slurm.text("qos", None),
+            srun_options=slurm.options("srun_options"),
         ),
     )

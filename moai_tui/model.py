@@ -50,6 +50,10 @@ class Gpu:
         return f"{self.node}:{self.index}"
 
 
+# Scheduler states of a node that is up but takes no new work (jobs already there go on).
+CLOSED_STATES = frozenset({"drained", "draining", "failing", "maint"})
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -59,6 +63,11 @@ class Node:
     # a backend knows one; empty otherwise.
     state: str = ""
     reason: str = ""
+
+    @property
+    def accepts_work(self) -> bool:
+        """Whether new work can start here: up, and not drained, draining or in maintenance."""
+        return self.up and self.state not in CLOSED_STATES
 
 
 @dataclass(frozen=True)

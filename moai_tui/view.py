@@ -62,7 +62,7 @@ def device_views(
             totals = [g.mem_total_mib for g in gpus]
             if all(t is not None for t in totals):
                 total = sum(totals)
-            elif flavor is not None:
+            elif flavor is not None and flavor.total_mib:  # 0: the flavor's memory is unknown
                 total = flavor.total_mib
             util = mean([g.util for g in gpus if not g.lost])
         views.append(
@@ -114,7 +114,8 @@ def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     ready = sum(
         1
         for node in snapshot.nodes
-        if node.up and sum(1 for g in node.gpus if g.job_id is None and not g.lost) >= per_node
+        if node.accepts_work
+        and sum(1 for g in node.gpus if g.job_id is None and not g.lost) >= per_node
     )
     return ready >= flavor.nodes
 

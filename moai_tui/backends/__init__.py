@@ -9,6 +9,8 @@ What only some backends can do is declared here too, and every backend answers i
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -21,7 +23,17 @@ if TYPE_CHECKING:
     from moai_tui.backends.snapshot import Pinned
     from moai_tui.catalog import Catalog
 
-NAMES = ("auto", "simulator", "nvml", "prometheus", "replay:FILE[@SPEED]", "snapshot:FILE")
+NAMES = (
+    "auto",
+    "simulator",
+    "nvml",
+    "prometheus",
+    "slurm",
+    "replay:FILE[@SPEED]",
+    "snapshot:FILE",
+)
+# How long `auto` waits for slurmctld before it shows the simulator instead.
+SLURM_PROBE_S = 2.0
 
 # (util %, memory %) of a set of GPUs, oldest first, one point per step.
 HistoryPoints = list[tuple[float | None, float | None]]
@@ -75,16 +87,46 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def auto_backend(config: Config) -> Backend:
-    """Real GPUs when NVML finds some, else the simulator, saying why."""
+def auto_backend(config: Config, prometheus_url: str | None = None) -> Backend:
+    """This machine's GPUs when NVML finds some; else the Slurm cluster where `squeue` is
+    installed and slurmctld answers within a moment (a login node); else the simulator, saying
+    why."""
     from moai_tui.backends.nvml import NvmlBackend
 
     try:
         return NvmlBackend()
     except BackendError as error:
-        simulator = simulator_from(config)
-        simulator.notice = f"{error}: showing the simulated MoAI cluster"
-        return simulator
+        reason = str(error)
+    if shutil.which("squeue"):
+        try:
+            return slurm_from(config, prometheus_url, probe_s=SLURM_PROBE_S)
+        except BackendError as error:
+            reason = f"{reason}; {error}"
+    simulator = simulator_from(config)
+    simulator.notice = f"{reason}: showing the simulated MoAI cluster"
+    return simulator
+
+
+def slurm_from(config: Config, prometheus_url: str | None = None, probe_s: float | None = None):
+    """The Slurm backend, with readings from Prometheus where a URL is configured. With
+    `probe_s`, slurmctld must answer a first poll within that long (kept as the first sample)."""
+    from moai_tui.backends.prometheus import URL_ENV, PrometheusBackend
+    from moai_tui.backends.slurm import Commands, SlurmBackend
+
+    url = prometheus_url or os.environ.get(URL_ENV) or config.prometheus.url
+    metrics = PrometheusBackend.from_config(url, config.prometheus) if url else None
+    timeout = config.slurm.timeout
+    commands = Commands(min(timeout, probe_s) if probe_s is not None else timeout)
+    try:
+        backend = SlurmBackend(config.slurm, metrics, commands)
+        if probe_s is not None:
+            backend.allocation()
+    except BackendError:
+        if metrics is not None:
+            metrics.close()
+        raise
+    commands.timeout = timeout
+    return backend
 
 
 def simulator_from(config: Config):
@@ -106,7 +148,9 @@ def open_backend(spec: str, config: Config, prometheus_url: str | None = None) -
 
         return PrometheusBackend.from_config(argument or prometheus_url, config.prometheus)
     if kind == "auto" and not argument:
-        return auto_backend(config)
+        return auto_backend(config, prometheus_url)
+    if kind == "slurm" and not argument:
+        return slurm_from(config, prometheus_url)
     if kind == "simulator" and not argument:
         return simulator_from(config)
     if kind == "nvml" and not argument:
