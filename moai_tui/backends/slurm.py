@@ -418,6 +418,8 @@ def build_snapshot(
         if not job.waiting and not job.gpus:
             continue  # completing, its GPUs already given back
         request = ours.get(job.job_id)
+        if request is not None and request.user != job.user:
+            request = None  # an id Slurm gave again, to someone else
         held = [gpu_at[place] for place in job.gpus if place in gpu_at]
         used = [g.mem_used_mib for g in held if g.mem_used_mib is not None]
         utils = [g.util for g in held if g.util is not None]
