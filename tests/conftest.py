@@ -49,3 +49,37 @@ def python_cli(*args: str, **kwargs):
     return subprocess.run(
         [sys.executable, "-m", "moai_tui", *args], capture_output=True, text=True, **kwargs
     )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real Slurm cluster on loopback for the whole session (tests/slurm_local.py): 4 nodes of
+    8 fake GPUs, its own directory, ports chosen now, stopped by pid at the end."""
+    import tempfile
+
+    from slurm_local import LocalSlurm, missing_binaries
+
+    missing = missing_binaries()
+    assert not missing, f"Slurm is required (installed by .ci/run): {missing} not found"
+    directory = Path(tempfile.mkdtemp(prefix="moai-slurm-"))
+    cluster = LocalSlurm(directory, nodes=4, gpus=8)
+    try:
+        cluster.start(timeout=30)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def slurm(slurm_cluster, config_dir, monkeypatch):
+    """The session's cluster, empty of jobs before and after the test; the Slurm clients and
+    `moai-tui` find it through SLURM_CONF, and config.toml picks the slurm backend."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "config.toml").write_text(
+        'backend = "slurm"\n[slurm]\ninterval = 1\ntimeout = 5\n'
+    )
+    slurm_cluster.clear()
+    yield slurm_cluster
+    slurm_cluster.clear()

@@ -224,6 +224,23 @@ class LocalSlurm:
             "the nodes never became idle",
         )
 
+    def jobs(self) -> list[str]:
+        """`id state reason` of every job not ended yet."""
+        done = self.client(["squeue", "-h", "-o", "%i %T %r"], timeout=10)
+        return done.stdout.split("\n")[:-1] if done.returncode == 0 else []
+
+    def clear(self, timeout: float = 30.0) -> None:
+        """No job left, every node idle and open again: the state a test starts from."""
+        if not self._answers_quickly():
+            self.start_controller()
+            self.wait_for(self._answers_quickly, timeout, "slurmctld never answered")
+        self.client(["scancel", "--full", "--partition=gpu"], timeout=10)
+        self.wait_for(lambda: not self.jobs(), timeout, "jobs never ended")
+        closed = self.client(["sinfo", "-h", "-N", "-t", "drain,drng,down", "-o", "%N"]).stdout
+        for node in set(closed.split()) & set(self.node_names):
+            self.client(["scontrol", "update", f"nodename={node}", "state=resume"])
+        self.wait_until_idle(timeout)
+
     def pid(self, name: str) -> int | None:
         path = {
             "slurmctld": self.dir / "run" / "slurmctld.pid",

@@ -113,6 +113,7 @@ def test_driver_gone_is_one_clear_line(monkeypatch, config_dir, capsys):
 
 def test_auto_falls_back_to_simulator_and_says_so(monkeypatch, config_dir):
     FakeNvml(driver_gone=True).install(monkeypatch)
+    monkeypatch.setattr("moai_tui.backends.shutil.which", lambda name: None)  # no Slurm either
     from moai_tui.backends import open_backend
     from moai_tui.config import Config
 
