@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks import bench_dashboard, bench_prometheus, bench_smi
+from benchmarks import bench_dashboard, bench_prometheus, bench_slurm, bench_smi
 
 
 def backend_refresh_rows() -> list[dict]:
@@ -99,6 +99,7 @@ def main() -> int:
         ("backends", backend_refresh_rows),
         ("nvml", lambda: nvml_rows(args.window)),
         ("prometheus", bench_prometheus.run),
+        ("slurm", bench_slurm.run),
         ("dashboard", lambda: bench_dashboard.run(args.window)),
     ):
         print(f"running {name} ...", flush=True)
