@@ -70,6 +70,10 @@ def release(ctx: Context, device: int | None = None) -> list[JobRequest]:
         if job.kind == "run":  # its launcher sees the exit, cleans up, passes the code on
             with suppress(ProcessLookupError, PermissionError):
                 os.kill(job.pid, signal.SIGTERM)
+        elif job.kind == "slurm":  # scancel: the same, through Slurm
+            from moai_tui.slurm_run import release as release_allocation
+
+            release_allocation(job)
     return released
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from moai_tui import __version__, actions
@@ -115,6 +116,20 @@ def build_parser() -> ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="run a command on the flavor's GPUs")
     run.add_argument("--no-wait", action="store_true", help="fail instead of waiting for GPUs")
+    for option, what in (
+        ("--partition", "Slurm partition"),
+        ("--account", "Slurm account"),
+        ("--time", "Slurm time limit, e.g. 2:00:00"),
+        ("--qos", "Slurm quality of service"),
+    ):
+        run.add_argument(option, metavar=option[2:].upper(), help=f"{what} (srun {option})")
+    run.add_argument(
+        "--srun-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="any other srun option, e.g. --srun-option=--exclusive (repeatable)",
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
 
     rec = sub.add_parser("record", parents=[common], help="record samples as JSON lines")
@@ -312,7 +327,26 @@ def cmd_run(ctx: Context, args, out) -> int:
     from moai_tui.launcher import run_command
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    return run_command(ctx, argv, wait=not args.no_wait)
+    return run_command(ctx, argv, wait=not args.no_wait, slurm=slurm_flags(ctx, args))
+
+
+def slurm_flags(ctx: Context, args):
+    """config.toml's [slurm] with run's srun flags on top, or None when none was given."""
+    named = {k: getattr(args, k) for k in ("partition", "account", "time", "qos")}
+    given = {k: v for k, v in named.items() if v is not None}
+    if not given and not args.srun_option:
+        return None
+    for key, value in given.items():
+        if not value.strip() or value.startswith("-"):
+            raise UsageError(f"--{key} needs a value, got {value!r}")
+    bad = [o for o in args.srun_option if not o.startswith("-")]
+    if bad:
+        raise UsageError(
+            f"--srun-option takes an option like --srun-option=--exclusive, got {bad[0]!r}"
+        )
+    settings = ctx.config.slurm
+    options = settings.srun_options + tuple(args.srun_option)
+    return replace(settings, **given, srun_options=options)
 
 
 def cmd_record(ctx: Context, args, out) -> int:

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import replace
 
+from moai_tui.config import SlurmSettings
 from moai_tui.context import Context
 from moai_tui.errors import RefusedError, UsageError
 from moai_tui.model import Gpu, JobRequest
@@ -113,9 +114,25 @@ def _release(ctx: Context, job_id: int) -> None:
     ctx.store.update(lambda s: replace(s, jobs=tuple(j for j in s.jobs if j.job_id != job_id)))
 
 
-def run_command(ctx: Context, argv: list[str], wait: bool = True) -> int:
+def run_command(
+    ctx: Context,
+    argv: list[str],
+    wait: bool = True,
+    slurm: SlurmSettings | None = None,
+) -> int:
+    """Run CMD on the current device's flavor; `slurm`: srun options given on the command line
+    (config.toml's [slurm] otherwise)."""
     if not argv:
         raise UsageError("run needs a command: moai-tui run -- python train.py")
+    if ctx.backend.scheduler == "slurm":
+        from moai_tui.slurm_run import run_on_slurm
+
+        return run_on_slurm(ctx, argv, wait, slurm or ctx.config.slurm)
+    if slurm is not None:
+        raise UsageError(
+            "--partition, --account, --time, --qos and --srun-option are srun options: "
+            f"they need the slurm backend, not {ctx.backend.name}"
+        )
     if ctx.backend.visible_devices_env is None:
         raise RefusedError(
             f"moai-tui run starts processes on this machine's GPUs; the {ctx.backend.name} "

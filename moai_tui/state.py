@@ -279,7 +279,14 @@ def process_alive(pid: int, since: float) -> bool:
         return False
 
 
+# Jobs a `moai-tui run` process holds: on this machine's GPUs ("run") or as a Slurm allocation
+# ("slurm", the pid is srun's). They end with that process.
+LAUNCHED = ("run", "slurm")
+
+
 def prune_dead_jobs(state: State) -> State:
     """Drop `moai-tui run` jobs whose process is gone (a launcher that was killed)."""
-    alive = tuple(j for j in state.jobs if j.kind != "run" or process_alive(j.pid, j.submitted))
+    alive = tuple(
+        j for j in state.jobs if j.kind not in LAUNCHED or process_alive(j.pid, j.submitted)
+    )
     return state if alive == state.jobs else replace(state, jobs=alive)

@@ -562,13 +562,13 @@ def test_slurm_table(tmp_path):
 @pytest.mark.parametrize(
     "body, key",
     [
-        ("interval = 0.1", "'interval'"),
-        ('timeout = "5"', "'timeout'"),
-        ("partition = 3", "'partition'"),
-        ('account = "--all"', "'account'"),
-        ('srun_options = "--exclusive"', "'srun_options'"),
-        ('srun_options = ["exclusive"]', "'srun_options'"),
-        ('partiton = "gpu"', "'partiton'"),
+        ("interval = 0.1", "'slurm.interval'"),
+        ('timeout = "5"', "'slurm.timeout'"),
+        ("partition = 3", "'slurm.partition'"),
+        ('account = "--all"', "'slurm.account'"),
+        ('srun_options = "--exclusive"', "'slurm.srun_options'"),
+        ('srun_options = ["exclusive"]', "'slurm.srun_options'"),
+        ('partiton = "gpu"', "'slurm.partiton'"),
     ],
 )
 def test_slurm_table_errors_name_the_key(tmp_path, body, key):
@@ -592,3 +592,50 @@ def test_unknown_flavor_memory_is_shown_unknown_not_zero():
     assert len(view.gpus) == 4 and view.memory_total_mib is None
     (view,) = device_views([Device(0, "4xH100")], 0, unknown, snapshot)
     assert view.memory_total_mib == 4 * 81559
+
+
+def test_slurm_backend_declares_every_capability():
+    from moai_tui.backends import Backend
+
+    backend, _ = backend_2205()
+    declared = {n for n in vars(Backend) if not n.startswith("_")} | set(Backend.__annotations__)
+    own = set().union(*(vars(k) for k in type(backend).__mro__ if k is not object))
+    assert not declared - own - set(vars(backend))
+    assert (backend.visible_devices_env, backend.scheduler) == (None, "slurm")
+    assert backend.pinned_state() is None and backend.history(["node00"], 60.0, 1.0) is None
+    assert backend.local_catalog().gpus_per_node == 8
+
+
+@pytest.mark.parametrize(
+    "flavor, expected",
+    [
+        (Flavor("2x", 2, 1, 0), ["--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=2"]),
+        (Flavor("16x", 16, 2, 0), ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=8"]),
+        (Flavor("3x", 3, 2, 0), ["--nodes=2", "--ntasks-per-node=1", "--gpus=3"]),
+    ],
+)
+def test_a_flavor_as_an_srun_request(flavor, expected):
+    from moai_tui.slurm_run import srun_argv
+
+    settings = SlurmSettings(partition="gpu", time="1:00:00", srun_options=("--exclusive",))
+    argv = srun_argv(flavor, "moai-1", settings, ["python", "train.py", "--lr", "1"], True)
+    assert argv[:4] == ["srun", "--quiet", "--quit-on-interrupt", "--job-name=moai-1"]
+    assert argv[4:7] == expected
+    assert argv[7:] == [
+        "--partition=gpu",
+        "--time=1:00:00",
+        "--exclusive",
+        "python",
+        "train.py",
+        "--lr",
+        "1",
+    ]
+    assert "--immediate" in srun_argv(flavor, "moai-1", SlurmSettings(), ["x"], wait=False)
+
+
+def test_srun_flags_need_the_slurm_backend(config_dir):
+    from conftest import run_cli
+
+    done = run_cli("run", "--backend", "simulator", "--partition", "gpu", "--", "true")
+    assert done.returncode == 2 and "need the slurm backend" in done.stderr
+    assert done.stderr.count("\n") == 1

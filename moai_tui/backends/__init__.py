@@ -59,6 +59,9 @@ class Backend(Protocol):
     # (CUDA_VISIBLE_DEVICES), where `moai-tui run` can hand them out; None where it cannot
     # (a simulated, remote or recorded cluster).
     visible_devices_env: str | None
+    # The scheduler `moai-tui run` asks for an allocation ("slurm": the flavor becomes an srun
+    # job), or None where run hands out this machine's GPUs itself or cannot run at all.
+    scheduler: str | None
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
 

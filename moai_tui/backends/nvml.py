@@ -59,6 +59,7 @@ class NvmlBackend:
     notice: str | None = None
     # This machine's GPUs: `moai-tui run` hands them out.
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    scheduler = None
 
     def __init__(
         self, clock: Callable[[], float] = time.time, process_interval: float = PROCESS_INTERVAL_S

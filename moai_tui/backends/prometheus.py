@@ -311,6 +311,7 @@ class PrometheusBackend:
     name = "prometheus"
     notice: str | None = None
     visible_devices_env = None  # the cluster's GPUs are other machines'
+    scheduler = None
 
     def __init__(self, client: PrometheusClient, clock=time.time):
         self.client = client

@@ -242,6 +242,7 @@ class ReplayBackend:
     name = "replay"
     notice: str | None = None
     visible_devices_env = None  # recorded GPUs cannot run anything
+    scheduler = None
 
     def __init__(
         self,

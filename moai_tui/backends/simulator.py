@@ -121,6 +121,7 @@ def sim_clock() -> float:
 class SimulatorBackend:
     name = "simulator"
     visible_devices_env = None  # simulated GPUs: `moai-tui sim start` places jobs instead
+    scheduler = None
 
     def __init__(
         self,

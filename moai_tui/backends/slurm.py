@@ -189,6 +189,8 @@ def first_line(text: str) -> str:
 class SlurmBackend:
     name = "slurm"
     notice: str | None = None
+    visible_devices_env = None  # srun sets CUDA_VISIBLE_DEVICES on each node itself
+    scheduler = "slurm"
 
     def __init__(
         self,
@@ -229,7 +231,9 @@ class SlurmBackend:
         if last is not None:
             age = now - last.taken
             seen = {job.job_id for job in last.jobs}
-            unseen = any(r.kind == REQUEST_KIND and r.job_id not in seen for r in requests)
+            unseen = any(
+                r.kind == REQUEST_KIND and r.job_id > 0 and r.job_id not in seen for r in requests
+            )
             if age < self.settings.interval and not (unseen and age >= 1.0):
                 return last
         if now < self._retry_at:
@@ -320,6 +324,13 @@ class SlurmBackend:
     def local_catalog(self) -> Catalog:
         """Flavors from the cluster itself: 1, 2, 4 ... GPUs of one node, then whole nodes."""
         return derive_catalog(self.allocation().nodes, self.readings())
+
+    def history(self, nodes: Sequence[str], seconds: float, step: float):
+        """The metrics backend's history of these nodes, where there is one."""
+        return None if self.metrics is None else self.metrics.history(nodes, seconds, step)
+
+    def pinned_state(self) -> None:
+        return None
 
     def close(self) -> None:
         if self.metrics is not None:

@@ -77,6 +77,7 @@ class SnapshotBackend:
     name = "snapshot"
     notice = None
     visible_devices_env = None  # a saved cluster cannot run anything
+    scheduler = None
 
     def __init__(self, path: str):
         self.pinned = load_pinned(path)
