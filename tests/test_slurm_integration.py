@@ -4,9 +4,14 @@ the installed `moai-tui` driven as a user would, and the dashboard's sampler in-
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
+import urllib.request
 
-from conftest import run_cli
+import pytest
+from conftest import moai_exe, run_cli
+from slurm_local import free_ports
 
 from moai_tui.backends import open_backend
 from moai_tui.config import Config
@@ -97,3 +102,100 @@ def test_controller_down_then_back_gives_an_error_then_recovers(slurm, config_di
     back = wait_for(lambda: sampler.take().sample, timeout=40, what="recovery")
     assert any(j.job_id == job and not j.waiting for j in back.snapshot.jobs)
     ctx.close()
+
+
+async def test_dashboard_marks_stale_while_slurmctld_is_away_then_recovers(slurm, config_dir):
+    from moai_tui.tui.app import MoaiApp
+
+    async def until(predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            await pilot.pause(0.1)
+        raise AssertionError(f"the dashboard never showed {what}")
+
+    job = sbatch(slurm, "-J", "train", "--gpus=4", "--wrap", "sleep 300")
+    app = MoaiApp(Context(), 1.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: app.sample is not None, 20, "a first sample")
+        assert app.sample.snapshot.backend == "slurm"
+        try:
+            slurm.stop_controller()
+            await until(lambda: app.stale_reason() is not None, 30, "a stale marker")
+            assert "slurm" in app.stale_reason() or "not answering" in app.stale_reason()
+        finally:
+            slurm.start_controller()
+        await until(lambda: app.stale_reason() is None, 60, "recovery")
+        assert any(j.job_id == job for j in app.sample.snapshot.jobs)
+
+
+def test_readings_come_from_prometheus_joined_on_node_and_gpu_index(slurm, tmp_path):
+    """Slurm says who holds which GPU; a real Prometheus scraping one exporter per Slurm node
+    (the simulator's node00-node03) gives the readings, matched on (node, GPU index)."""
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus is required (installed by .ci/run)"
+    ports = free_ports(len(slurm.node_names) + 1)
+    processes = [
+        subprocess.Popen(
+            [moai_exe(), "exporter", "--backend", "simulator", "--node", node]
+            + ["--listen", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL,
+        )
+        for node, port in zip(slurm.node_names, ports, strict=False)
+    ]
+    targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports[:-1])
+    (tmp_path / "prom.yml").write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        f"scrape_configs:\n  - job_name: dcgm\n    static_configs: [{{targets: [{targets}]}}]\n"
+    )
+    url = f"http://127.0.0.1:{ports[-1]}"
+    processes.append(
+        subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prom.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{ports[-1]}",
+                "--log.level=error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    try:
+
+        def scraped() -> bool:
+            query = f"{url}/api/v1/query?query=count(DCGM_FI_DEV_GPU_UTIL)"
+            try:
+                with urllib.request.urlopen(query, timeout=2) as answer:
+                    result = json.load(answer)["data"]["result"]
+            except OSError:
+                return False
+            return bool(result) and result[0]["value"][1] == "32"
+
+        wait_for(scraped, timeout=40, what="Prometheus to scrape every node")
+        job = sbatch(slurm, "-J", "train", "-N2", "--gpus-per-node=4", "--wrap", "sleep 300")
+        wait_for(lambda: f"{job} RUNNING None" in slurm.jobs(), what="the job to run")
+        joined = json.loads(run_cli("smi", "--json", "--prometheus-url", url).stdout)["cluster"]
+        truth = json.loads(run_cli("smi", "--json", "--backend", "simulator").stdout)["cluster"]
+        expected = {
+            (n["name"], g["index"]): g
+            for n in truth["nodes"]
+            if n["name"] in slurm.node_names
+            for g in n["gpus"]
+        }
+        assert joined["backend"] == "slurm"
+        for node in joined["nodes"]:
+            for gpu in node["gpus"]:
+                real = expected[(node["name"], gpu["index"])]
+                assert gpu["util"] is not None and gpu["temp_c"] is not None
+                assert gpu["util"] == pytest.approx(real["util"], abs=0.01)
+                assert gpu["mem_used_mib"] == real["mem_used_mib"]
+        (mine,) = [j for j in joined["jobs"] if j["job_id"] == job]
+        held = [expected[(p.split(":")[0], int(p.split(":")[1]))] for p in mine["gpus"]]
+        assert mine["mem_used_mib"] == sum(g["mem_used_mib"] for g in held)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
