@@ -64,6 +64,9 @@ def srun_argv(flavor: Flavor, name: str, settings: SlurmSettings, argv: list[str
 
 
 def _reserve(ctx: Context, command: str, wait: bool) -> tuple[JobRequest, Flavor]:
+    # Asked before the state lock is taken: a slow slurmctld must not hold every other
+    # moai-tui of the user's waiting on the lock.
+    snapshot = ctx.sample(prune_dead_jobs(ctx.store.load()).jobs)
     reserved: list = []
 
     def take(state: State) -> State:
@@ -78,7 +81,6 @@ def _reserve(ctx: Context, command: str, wait: bool) -> tuple[JobRequest, Flavor
                 f"device {device}'s flavor {state.device(device).flavor!r} is not in this "
                 f"cluster's catalog: pick one with 'moai-tui switch'"
             )
-        snapshot = ctx.sample(state.jobs)
         reason = unavailable_reason(flavor, snapshot)
         if reason:
             raise RefusedError(

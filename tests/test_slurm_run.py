@@ -164,6 +164,8 @@ def test_a_waiting_job_cancelled_before_it_starts(slurm, config_dir, tmp_path):
     )
     wait_for(lambda: f"{blocker.stdout.strip()} RUNNING None" in slurm.jobs(), what="blocker")
     switch("1xH100.79GB")
+    refused = run_cli("run", "--no-wait", "--", "true")
+    assert refused.returncode == 1 and refused.stderr == f"moai-tui: {NO_RESOURCES}\n"
     launcher = launch("--", "true")
     wait_for(lambda: sum("PENDING" in line for line in slurm.jobs()) == 1, what="waiting")
     wait_for(lambda: any(j.job_id > 0 for j in state_jobs(config_dir)), what="Slurm's id")
