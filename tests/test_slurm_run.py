@@ -79,6 +79,10 @@ def test_one_node_flavor_runs_cmd_on_its_gpus_with_slurms_job_id(slurm, config_d
     (process,) = wait_for(smi_processes, what="smi to show the job")
     assert process["job_id"] == int(job_id) and process["command"].startswith("bash -c")
     assert f"{job_id} RUNNING None" in slurm.jobs()
+    per_gpu = run_cli("smi", "-p").stdout
+    for index in visible.split(","):  # its real allocation, readings unknown without metrics
+        assert f"{node}:{index} " in per_gpu
+    assert per_gpu.count(" - ") >= 2
     launcher.send_signal(signal.SIGINT)  # as a Ctrl-C would reach it
     assert launcher.wait(30) == 130
     assert not slurm.jobs() and smi_processes() == []
