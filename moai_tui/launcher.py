@@ -22,16 +22,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from moai_tui.config import SlurmSettings
 from moai_tui.context import Context
 from moai_tui.errors import RefusedError, UsageError
-from moai_tui.model import Gpu, JobRequest
+from moai_tui.model import Flavor, Gpu, JobRequest
 from moai_tui.state import State, new_job_id, process_started, prune_dead_jobs, visible_device
 from moai_tui.text.messages import BUSY, NO_RESOURCES
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+T = TypeVar("T")
 RETRY_S = 1.0
 SI_KERNEL = 0x80  # siginfo si_code of a signal the kernel sent (a terminal's Ctrl-C, a hangup)
 
@@ -54,23 +57,47 @@ def allowed_gpus(gpus: list[Gpu], env_name: str, environ=os.environ) -> list[Gpu
     ]
 
 
-def _reserve(ctx: Context, command: str) -> JobRequest:
+def free_device(ctx: Context, state: State) -> tuple[int, Flavor]:
+    """The device a run goes to and its flavor: _Wait while another job holds the device."""
+    device = visible_device(state)
+    holder = state.job_on(device)
+    if holder is not None:
+        raise _Wait(BUSY.format(pid=holder.pid))
+    flavor = ctx.catalog.get(state.device(device).flavor)
+    if flavor is None:
+        raise UsageError(
+            f"device {device}'s flavor {state.device(device).flavor!r} is not in the "
+            f"catalog here ({ctx.catalog.source}): pick one with 'moai-tui switch'"
+        )
+    return device, flavor
+
+
+def reserve_when_free(reserve: Callable[[], T], wait: bool) -> T | int:
+    """reserve() once it stops raising _Wait, saying each new reason once; with `wait` off,
+    the reason is a refusal. A signal (blocked by the caller) ends the wait: its exit code."""
+    said = None
+    while True:
+        try:
+            return reserve()
+        except _Wait as busy:
+            if not wait:
+                raise RefusedError(str(busy)) from None
+            if str(busy) != said:
+                said = str(busy)
+                print(said, file=sys.stderr, flush=True)
+            stop = signal.sigtimedwait(FORWARDED, RETRY_S)  # a signal ends the wait
+            if stop is not None:
+                return 128 + stop.si_signo
+
+
+def _reserve(ctx: Context, command: str) -> tuple[JobRequest, list[Gpu]]:
     backend = ctx.backend
     env_name = backend.visible_devices_env
-    reserved: list[JobRequest] = []
+    reserved: list = []
 
     def take(state: State) -> State:
         state = prune_dead_jobs(state)
-        device = visible_device(state)
-        holder = state.job_on(device)
-        if holder is not None:
-            raise _Wait(BUSY.format(pid=holder.pid))
-        flavor = ctx.catalog.get(state.device(device).flavor)
-        if flavor is None:
-            raise UsageError(
-                f"device {device}'s flavor {state.device(device).flavor!r} is not in this "
-                f"machine's catalog: pick one with 'moai-tui switch'"
-            )
+        device, flavor = free_device(ctx, state)
         snapshot = ctx.sample(state.jobs)
         held = {loc for job in state.jobs for loc in job.assigned}
         local = [g for node in snapshot.nodes for g in node.gpus]
@@ -140,20 +167,10 @@ def run_command(
         )
     signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
     command = shlex.join(argv)
-    said = None
-    while True:
-        try:
-            job, gpus = _reserve(ctx, command)
-            break
-        except _Wait as busy:
-            if not wait:
-                raise RefusedError(str(busy)) from None
-            if str(busy) != said:
-                said = str(busy)
-                print(said, file=sys.stderr, flush=True)
-            stop = signal.sigtimedwait(FORWARDED, RETRY_S)  # a signal ends the wait
-            if stop is not None:
-                return 128 + stop.si_signo
+    reserved = reserve_when_free(lambda: _reserve(ctx, command), wait)
+    if isinstance(reserved, int):
+        return reserved
+    job, gpus = reserved
     try:
         return _supervise(ctx, job, gpus, argv)
     finally:

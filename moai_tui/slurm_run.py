@@ -30,11 +30,11 @@ from dataclasses import replace
 from moai_tui.backends.slurm import REQUEST_KIND
 from moai_tui.config import SlurmSettings
 from moai_tui.context import Context
-from moai_tui.errors import RefusedError, UsageError
-from moai_tui.launcher import FORWARDED, RETRY_S, SI_KERNEL, _Wait
+from moai_tui.errors import RefusedError
+from moai_tui.launcher import FORWARDED, SI_KERNEL, _Wait, free_device, reserve_when_free
 from moai_tui.model import Flavor, JobRequest
-from moai_tui.state import State, new_job_id, process_started, prune_dead_jobs, visible_device
-from moai_tui.text.messages import BUSY, NO_RESOURCES
+from moai_tui.state import State, new_job_id, process_started, prune_dead_jobs
+from moai_tui.text.messages import NO_RESOURCES
 from moai_tui.view import fits_now, unavailable_reason
 
 JOB_NAME = "moai-{token}"
@@ -71,16 +71,7 @@ def _reserve(ctx: Context, command: str, wait: bool) -> tuple[JobRequest, Flavor
 
     def take(state: State) -> State:
         state = prune_dead_jobs(state)
-        device = visible_device(state)
-        holder = state.job_on(device)
-        if holder is not None:
-            raise _Wait(BUSY.format(pid=holder.pid))
-        flavor = ctx.catalog.get(state.device(device).flavor)
-        if flavor is None:
-            raise UsageError(
-                f"device {device}'s flavor {state.device(device).flavor!r} is not in this "
-                f"cluster's catalog: pick one with 'moai-tui switch'"
-            )
+        device, flavor = free_device(ctx, state)
         reason = unavailable_reason(flavor, snapshot)
         if reason:
             raise RefusedError(
@@ -110,20 +101,10 @@ def _reserve(ctx: Context, command: str, wait: bool) -> tuple[JobRequest, Flavor
 def run_on_slurm(ctx: Context, argv: list[str], wait: bool, settings: SlurmSettings) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, (*FORWARDED, signal.SIGCHLD))
     command = shlex.join(argv)
-    said = None
-    while True:
-        try:
-            job, flavor = _reserve(ctx, command, wait)
-            break
-        except _Wait as busy:
-            if not wait:
-                raise RefusedError(str(busy)) from None
-            if str(busy) != said:
-                said = str(busy)
-                print(said, file=sys.stderr, flush=True)
-            stop = signal.sigtimedwait(FORWARDED, RETRY_S)
-            if stop is not None:
-                return 128 + stop.si_signo
+    reserved = reserve_when_free(lambda: _reserve(ctx, command, wait), wait)
+    if isinstance(reserved, int):
+        return reserved
+    job, flavor = reserved
     record = [job.job_id]  # the record's id: provisional, then Slurm's
     try:
         return _supervise(ctx, job, flavor, argv, wait, settings, record)

@@ -205,13 +205,7 @@ class LocalSlurm:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def wait_for(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise TimeoutError(f"{what} within {timeout:g} s (logs in {self.dir / 'log'})")
+        return wait_for(predicate, timeout, f"{what} (logs in {self.dir / 'log'})")
 
     def idle_nodes(self) -> set[str]:
         done = self.client(["sinfo", "-h", "-N", "-t", "idle", "-o", "%N"], timeout=10)
@@ -292,6 +286,17 @@ class LocalSlurm:
             except OSError:
                 continue
         return found
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "a condition"):
+    """predicate()'s first true value, polled; fails loudly when `timeout` passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"no {what} within {timeout:g} s")
 
 
 def _alive(pid: int) -> bool:

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 from conftest import moai_exe, run_cli
-from slurm_local import free_ports
+from slurm_local import free_ports, wait_for
 
 from moai_tui.backends import open_backend
 from moai_tui.config import Config
@@ -23,16 +23,6 @@ def sbatch(cluster, *args: str) -> int:
     done = cluster.client(["sbatch", "--parsable", "-o", "/dev/null", *args])
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def smi_json() -> dict:

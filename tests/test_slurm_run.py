@@ -9,11 +9,11 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 from conftest import moai_exe, run_cli
+from slurm_local import wait_for
 
 from moai_tui.state import parse_state
 from moai_tui.text.messages import IN_USE, NO_RESOURCES, RELEASE_OK
@@ -36,16 +36,6 @@ def launch(*args: str, env: dict | None = None) -> subprocess.Popen:
         text=True,
         env={**os.environ, **(env or {})},
     )
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lines(path: Path) -> list[list[str]]:

@@ -295,21 +295,26 @@ def nodes_from_json(data: dict) -> list[SlurmNode]:
             flags = [s for s in state if s != base]
         else:  # v0.0.38: "mixed" and state_flags ["DRAIN"]
             base, flags = _text(state) or "unknown", node.get("state_flags") or []
-        word, up = node_state(base, flags)
-        count, types = _gpu_layout(_text(node.get("gres")))
         out.append(
-            SlurmNode(
-                name=node["name"],
-                hostname=_text(node.get("hostname")),
-                gpus=count,
-                gpu_types=types,
-                state=word,
-                up=up,
-                reason=_text(node.get("reason")),
-                used=_used(_text(node.get("gres_used"))),
+            _node(
+                node["name"],
+                _text(node.get("hostname")),
+                base,
+                flags,
+                _text(node.get("gres")),
+                _text(node.get("gres_used")),
+                _text(node.get("reason")),
             )
         )
     return out
+
+
+def _node(
+    name: str, hostname: str, base: str, flags, gres: str, gres_used: str, reason: str
+) -> SlurmNode:
+    word, up = node_state(base, flags)
+    count, types = _gpu_layout(gres)
+    return SlurmNode(name, hostname, count, types, word, up, reason, _used(gres_used))
 
 
 BASE_NODE_STATES = frozenset(
@@ -337,34 +342,59 @@ def jobs_from_json(data: dict) -> list[SlurmJob]:
             for index in gpu_indices(_text(detail))
         )
         node_count = number(job.get("node_count")) or len(nodes) or 1
-        tasks = number(job.get("tasks")) or node_count
-        wanted = (
-            tres_gpus(_text(job.get("tres_per_job")))
-            + tres_gpus(_text(job.get("tres_per_node"))) * node_count
-            + tres_gpus(_text(job.get("tres_per_task"))) * tasks
-        ) or len(held)
-        if not wanted:
-            continue  # a job without GPUs is not part of this picture
-        reason = _text(job.get("state_description")) or _text(job.get("state_reason"))
-        submitted = number(job.get("submit_time")) or 0
-        started = number(job.get("start_time")) or submitted
-        name = _text(job.get("name"))
-        out.append(
-            SlurmJob(
-                job_id=number(job["job_id"]),
-                name=name,
-                user=_text(job.get("user_name")) or str(job.get("user_id", "-")),
-                state=state,
-                reason="" if reason == "None" or state != WAITING else reason,
-                gpus=held,
-                gpus_wanted=wanted,
-                nodes_wanted=node_count,
-                submitted=float(submitted),
-                started=float(submitted if state == WAITING else started),
-                command=_text(job.get("command")) or name,
-            )
+        built = _job(
+            number(job["job_id"]),
+            _text(job.get("name")),
+            _text(job.get("user_name")) or str(job.get("user_id", "-")),
+            state,
+            _text(job.get("state_description")) or _text(job.get("state_reason")),
+            held,
+            (job.get("tres_per_job"), job.get("tres_per_node"), job.get("tres_per_task")),
+            node_count,
+            number(job.get("tasks")) or node_count,
+            number(job.get("submit_time")),
+            number(job.get("start_time")),
+            _text(job.get("command")),
         )
+        if built is not None:
+            out.append(built)
     return out
+
+
+def _job(
+    job_id: int,
+    name: str,
+    user: str,
+    state: str,
+    reason: str,
+    held: tuple[tuple[str, int], ...],
+    tres: tuple,
+    node_count: int,
+    tasks: int,
+    submitted: int | None,
+    started: int | None,
+    command: str,
+) -> SlurmJob | None:
+    """A job from what either source says; None for a job without GPUs (not in the picture).
+    `tres`: its GPU requests per job, per node and per task."""
+    per_job, per_node, per_task = (tres_gpus(_text(t)) for t in tres)
+    wanted = per_job + per_node * node_count + per_task * tasks or len(held)
+    if not wanted:
+        return None
+    submitted = submitted or 0
+    return SlurmJob(
+        job_id=job_id,
+        name=name,
+        user=user,
+        state=state,
+        reason="" if reason == "None" or state != WAITING else reason,
+        gpus=held,
+        gpus_wanted=wanted,
+        nodes_wanted=node_count,
+        submitted=float(submitted),
+        started=float(submitted if state == WAITING else started or submitted),
+        command=command or name,
+    )
 
 
 # Text -----------------------------------------------------------------------------------------
@@ -391,19 +421,16 @@ def nodes_from_text(text: str) -> list[SlurmNode]:
         if "NodeName" not in fields:
             raise ParseError(f"a node line without NodeName: {line!r:.80}")
         base, flags = _split_state_text(fields.get("State", "UNKNOWN"))
-        word, up = node_state(base, flags)
-        count, types = _gpu_layout(fields.get("Gres", ""))
         reason = re.sub(r"\s*\[[^\]]*@[^\]]*\]$", "", fields.get("Reason", ""))  # [user@time]
         out.append(
-            SlurmNode(
-                name=fields["NodeName"],
-                hostname=fields.get("NodeHostName", ""),
-                gpus=count,
-                gpu_types=types,
-                state=word,
-                up=up,
-                reason=reason,
-                used=_used(fields.get("GresUsed", "")),
+            _node(
+                fields["NodeName"],
+                fields.get("NodeHostName", ""),
+                base,
+                flags,
+                fields.get("Gres", ""),
+                fields.get("GresUsed", ""),
+                reason,
             )
         )
     return out
@@ -444,32 +471,21 @@ def jobs_from_text(text: str) -> list[SlurmJob]:
                 held.extend((node, index) for node in group_nodes for index in indices)
                 group_nodes = []
         node_count = _first_int(fields.get("NumNodes", "")) or 1
-        tasks = _first_int(fields.get("NumTasks", "")) or node_count
-        wanted = (
-            tres_gpus(fields.get("TresPerJob"))
-            + tres_gpus(fields.get("TresPerNode")) * node_count
-            + tres_gpus(fields.get("TresPerTask")) * tasks
-        ) or len(held)
-        if not wanted:
-            continue
-        submitted = _epoch(fields.get("SubmitTime", "")) or 0
-        started = _epoch(fields.get("StartTime", "")) or submitted
-        reason = fields.get("Reason", "")
-        name = fields.get("JobName", "")
         command = fields.get("Command", "")
-        out.append(
-            SlurmJob(
-                job_id=job_id,
-                name=name,
-                user=fields.get("UserId", "-").split("(")[0],
-                state=state,
-                reason="" if reason == "None" or state != WAITING else reason,
-                gpus=tuple(held),
-                gpus_wanted=wanted,
-                nodes_wanted=node_count,
-                submitted=float(submitted),
-                started=float(submitted if state == WAITING else started),
-                command=name if command in ("", "(null)") else command,
-            )
+        built = _job(
+            job_id,
+            fields.get("JobName", ""),
+            fields.get("UserId", "-").split("(")[0],
+            state,
+            fields.get("Reason", ""),
+            tuple(held),
+            (fields.get("TresPerJob"), fields.get("TresPerNode"), fields.get("TresPerTask")),
+            node_count,
+            _first_int(fields.get("NumTasks", "")) or node_count,
+            _epoch(fields.get("SubmitTime", "")),
+            _epoch(fields.get("StartTime", "")),
+            "" if command == "(null)" else command,
         )
+        if built is not None:
+            out.append(built)
     return out
