@@ -35,6 +35,7 @@ def test_protocol_declares_the_optional_features():
         "name",
         "notice",
         "visible_devices_env",
+        "scheduler",
         "sample",
         "local_catalog",
         "history",
@@ -104,6 +105,7 @@ class _Plain:
     name = "plain"
     notice = None
     visible_devices_env = None
+    scheduler = None
 
     def __init__(self, inner: Backend):
         self.inner = inner
