@@ -10,6 +10,7 @@ Needs root and Debian's slurmctld, slurmd, slurm-client and munge (as the tests)
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -129,13 +130,15 @@ def run() -> list[dict]:
     if missing_binaries():
         print(f"slurm benchmark skipped: {missing_binaries()} not installed", file=sys.stderr)
         return []
-    cluster = LocalSlurm(Path(tempfile.mkdtemp(prefix="moai-slurm-bench-")), nodes=NODES)
+    directory = Path(tempfile.mkdtemp(prefix="moai-slurm-bench-"))
+    cluster = LocalSlurm(directory, nodes=NODES)
     try:
         cluster.start(timeout=120)
         scene(cluster)
         return rows([measure(cluster.env) for _ in range(RUNS)])
     finally:
         cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def update_results(new_rows: list[dict], path: Path = ROOT / "benchmarks" / "results.md") -> None:
