@@ -145,7 +145,7 @@ def _supervise(
         return 127
     started = process_started(srun.pid) or time.time()
     _update(ctx, record, pid=srun.pid, submitted=started)
-    signalled = False
+    signalled = 0  # the signal that stopped the job, if one did
     slurm_id = None
     while srun.poll() is None:
         if slurm_id is None:
@@ -159,12 +159,16 @@ def _supervise(
             (*FORWARDED, signal.SIGCHLD), LOOKUP_S if slurm_id is None else 1.0
         )
         if info is not None and info.si_signo != signal.SIGCHLD:
-            signalled = True
+            signalled = info.si_signo
             if info.si_code != SI_KERNEL:  # the terminal's own signals reached srun already
                 srun.send_signal(info.si_signo)
     if signalled and slurm_id is not None:
         cancel(slurm_id)  # srun gives up its allocation on these signals; make sure of it
     code = srun.returncode
+    if signalled and code != 0:
+        # srun's own status races between the signal it passed on and its forced end of the
+        # step (130 or 137 for one Ctrl-C): the launcher's is the one the user caused.
+        return 128 + signalled
     return code if code >= 0 else 128 - code
 
 
