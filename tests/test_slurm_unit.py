@@ -602,7 +602,8 @@ def test_slurm_backend_declares_every_capability():
     own = set().union(*(vars(k) for k in type(backend).__mro__ if k is not object))
     assert not declared - own - set(vars(backend))
     assert (backend.visible_devices_env, backend.scheduler) == (None, "slurm")
-    assert backend.pinned_state() is None and backend.history(["node00"], 60.0, 1.0) is None
+    assert backend.pinned_state() is None and backend.replay_status() is None
+    assert backend.history([Gpu("node00", 0)], 60.0, 1.0) is None  # no metrics, no history
     assert backend.local_catalog().gpus_per_node == 8
 
 
@@ -639,3 +640,28 @@ def test_srun_flags_need_the_slurm_backend(config_dir):
     done = run_cli("run", "--backend", "simulator", "--partition", "gpu", "--", "true")
     assert done.returncode == 2 and "need the slurm backend" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_history_is_asked_under_the_metrics_names_for_the_nodes():
+    asked = []
+
+    class Metrics:
+        def sample(self, requests=()):
+            from moai_tui.model import ClusterSnapshot, Node
+
+            gpus = tuple(reading("node00.cluster", i, 1.0) for i in range(8))
+            return ClusterSnapshot(0.0, "prometheus", "me", (Node("node00.cluster", gpus),))
+
+        def history(self, gpus, seconds, step):
+            asked.extend(gpus)
+            return [(50.0, 10.0)]
+
+        def close(self):
+            pass
+
+    backend, _ = backend_2205()
+    backend.metrics = Metrics()
+    snapshot = backend.sample()
+    device_gpus = snapshot.nodes[0].gpus[:2]
+    assert backend.history(device_gpus, 600.0, 1.0) == [(50.0, 10.0)]
+    assert [(g.node, g.index) for g in asked] == [("node00.cluster", 0), ("node00.cluster", 1)]

@@ -23,8 +23,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from moai_tui.backends import slurm_parse as parse
 from moai_tui.catalog import Catalog
@@ -209,6 +209,7 @@ class SlurmBackend:
         self.version = self._version()
         self.plan = plan_for(self.version)
         self.metrics_error: str | None = None
+        self._metrics_nodes: list[str] = []  # the metrics' node names, as last seen
         self._last: Allocation | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -304,6 +305,7 @@ class SlurmBackend:
             self.metrics_error = str(error)
             return {}
         self.metrics_error = None
+        self._metrics_nodes = [node.name for node in snapshot.nodes]
         return {
             node.name: {gpu.index: gpu for gpu in node.gpus if not gpu.lost}
             for node in snapshot.nodes
@@ -325,11 +327,18 @@ class SlurmBackend:
         """Flavors from the cluster itself: 1, 2, 4 ... GPUs of one node, then whole nodes."""
         return derive_catalog(self.allocation().nodes, self.readings())
 
-    def history(self, nodes: Sequence[str], seconds: float, step: float):
-        """The metrics backend's history of these nodes, where there is one."""
-        return None if self.metrics is None else self.metrics.history(nodes, seconds, step)
+    def history(self, gpus: Sequence[Gpu], seconds: float, step: float):
+        """The metrics backend's history of these GPUs, asked under its names for the nodes."""
+        if self.metrics is None or self._last is None:
+            return None
+        names = metrics_names(self._last.nodes, self._metrics_nodes)
+        renamed = [replace(g, node=names.get(g.node, g.node)) for g in gpus]
+        return self.metrics.history(renamed, seconds, step)
 
     def pinned_state(self) -> None:
+        return None
+
+    def replay_status(self) -> None:
         return None
 
     def close(self) -> None:
@@ -356,23 +365,38 @@ def _raise_errors(data: dict, argv: Sequence[str]) -> None:
 
 
 # Building the snapshot ----------------------------------------------------------------------
+def metrics_names(nodes: Sequence[parse.SlurmNode], metrics: Iterable[str]) -> dict[str, str]:
+    """Slurm node -> the metrics' name for it: the same name, the same short name, or the
+    node's own host name where that names one node only (NodeName and the exporter's hostname
+    may differ: `gpu01` and `gpu01.cluster`)."""
+    metrics = list(metrics)
+    if not metrics:
+        return {}
+    exact = set(metrics)
+    by_short = {name.split(".")[0].lower(): name for name in metrics}
+    hostnames = [n.hostname for n in nodes]
+    names = {}
+    for node in nodes:
+        candidates = [node.name]
+        if node.hostname and hostnames.count(node.hostname) == 1:
+            candidates.append(node.hostname)
+        for candidate in candidates:
+            found = candidate if candidate in exact else by_short.get(short(candidate))
+            if found:
+                names[node.name] = found
+                break
+    return names
+
+
+def short(name: str) -> str:
+    return name.split(".")[0].lower()
+
+
 def join_readings(
     nodes: Sequence[parse.SlurmNode], readings: dict[str, dict[int, Gpu]]
 ) -> dict[str, dict[int, Gpu]]:
-    """Slurm node -> its metrics, found by node name, short name, or the node's own host
-    name where that names one node only (NodeName and the exporter's hostname may differ)."""
-    if not readings:
-        return {}
-    by_short = {name.split(".")[0].lower(): gpus for name, gpus in readings.items()}
-    hostnames = [n.hostname for n in nodes]
-    joined = {}
-    for node in nodes:
-        gpus = readings.get(node.name) or by_short.get(node.name.split(".")[0].lower())
-        if gpus is None and node.hostname and hostnames.count(node.hostname) == 1:
-            gpus = readings.get(node.hostname) or by_short.get(node.hostname.split(".")[0].lower())
-        if gpus:
-            joined[node.name] = gpus
-    return joined
+    """Slurm node -> its GPUs' readings (by index)."""
+    return {slurm: readings[name] for slurm, name in metrics_names(nodes, readings).items()}
 
 
 def build_snapshot(
