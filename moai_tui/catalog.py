@@ -121,3 +121,18 @@ def load_catalog(path: Path | None = None) -> Catalog:
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"flavor catalog {path}: cannot read it ({error})") from None
     return parse_catalog(text, str(path))
+
+
+def machine_catalog(gpus: int, mib_per_gpu: int, model: str, source: str) -> Catalog:
+    """A machine's own flavors (`derived_catalog`), under the MoAI Platform's names where its GPU
+    is the platform's (an MI250 GCD, 65520 MiB): an 8-GCD node then offers Small.64GB ...
+    xLarge.512GB, as moreh-switch-model lists them."""
+    derived = derived_catalog(gpus, mib_per_gpu, model, source)
+    moai = load_catalog()
+    if mib_per_gpu != moai.flavors[0].mib_per_gpu:
+        return derived
+    names = {f.gpus: f.name for f in moai.flavors if f.nodes == 1}
+    flavors = tuple(
+        Flavor(names.get(f.gpus, f.name), f.gpus, f.nodes, f.mib_per_gpu) for f in derived.flavors
+    )
+    return Catalog(flavors, derived.gpus_per_node, source)

@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 from moai_tui.model import MOAI_PLATFORM, ClusterSnapshot, Gpu, Job, Node
 
-_OPTIONAL_FLOATS = ("util", "mem_util", "temp_c", "mem_temp_c", "power_w")
-_OPTIONAL_INTS = ("mem_used_mib", "mem_total_mib", "job_id")
+_OPTIONAL_FLOATS = ("util", "mem_util", "temp_c", "mem_temp_c", "power_w", "edge_temp_c")
+_OPTIONAL_INTS = ("mem_used_mib", "mem_total_mib", "job_id", "partition_id")
 
 
 class DecodeError(ValueError):
@@ -103,6 +103,8 @@ def _gpu_from(data: dict, node: str, where: str) -> Gpu:
         model=str(data.get("model", "")),
         lost=bool(data.get("lost", False)),
         uuid=str(data.get("uuid", "")),
+        compute_partition=str(data.get("compute_partition", "")),
+        memory_partition=str(data.get("memory_partition", "")),
         **values,
     )
 

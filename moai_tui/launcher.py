@@ -2,7 +2,8 @@
 
 Under the state lock, the launcher picks a job id and the current flavor's number of GPUs (least
 loaded first, never ones another `moai-tui run` holds) and records the job; it then starts CMD
-confined to those GPUs (their UUIDs in CUDA_VISIBLE_DEVICES, no shell), records the child's pid
+confined to those GPUs (no shell): their UUIDs in CUDA_VISIBLE_DEVICES on NVIDIA, their ROCr
+indices in ROCR_VISIBLE_DEVICES (and 0..n-1 in HIP_VISIBLE_DEVICES) on AMD, records the child's pid
 with the child's own start time, forwards signals, and removes the record whatever the exit.
 
 Signals: SIGINT, SIGTERM and SIGHUP are blocked from before the reservation to the end, and
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from moai_tui.config import SlurmSettings
@@ -43,18 +44,64 @@ class _Wait(Exception):
     """Not now: the device or the GPUs are busy; the message says which."""
 
 
+@dataclass(frozen=True)
+class Visibility:
+    """How a runtime's variable names the GPUs a process may use."""
+
+    by_uuid: bool  # write UUIDs (stable whatever the enumeration order), else indices
+    # Variables read after it that number the GPUs it leaves from 0 (and take UUIDs too): a
+    # user's own value there restricts which GPUs moai-tui may pick, and the child gets 0..n-1.
+    relative: tuple[str, ...] = ()
+
+
+# CUDA takes NVML's UUIDs. ROCr takes indices or rocminfo's "GPU-<hex>" UUIDs, which amdsmi does
+# not report in every version: indices, in ROCr's order (the amdsmi backend numbers GPUs so).
+# HIP_VISIBLE_DEVICES (and CUDA_VISIBLE_DEVICES, read by HIP only where HIP_VISIBLE_DEVICES is
+# unset) then pick among the GPUs ROCr shows, by position; PyTorch reads them to count devices.
+VISIBILITY = {
+    "CUDA_VISIBLE_DEVICES": Visibility(by_uuid=True),
+    "ROCR_VISIBLE_DEVICES": Visibility(by_uuid=False, relative=("HIP_VISIBLE_DEVICES",)),
+}
+
+
+def _named(gpu: Gpu, entry: str, position: int | None = None) -> bool:
+    """Whether an entry of a visibility variable names this GPU: digits are an index (its
+    position among those left, for a relative variable), anything else a UUID or its prefix."""
+    if entry.isdigit():
+        return int(entry) == (gpu.index if position is None else position)
+    return bool(gpu.uuid and gpu.uuid.startswith(entry))
+
+
 def allowed_gpus(gpus: list[Gpu], env_name: str, environ=os.environ) -> list[Gpu]:
-    """The GPUs a user's own CUDA_VISIBLE_DEVICES leaves to moai-tui (indices, UUIDs or UUID
-    prefixes, as CUDA reads them); all of them when it is not set."""
-    raw = environ.get(env_name)
-    if raw is None:
-        return gpus
-    wanted = [entry.strip() for entry in raw.split(",") if entry.strip()]
-    return [
-        g
-        for g in gpus
-        if any(w == str(g.index) or (g.uuid and g.uuid.startswith(w)) for w in wanted)
-    ]
+    """The GPUs a user's own visibility variables leave to moai-tui: the backend's (indices,
+    UUIDs or UUID prefixes, as the runtime reads them), then those that number what it leaves;
+    all of them where none is set."""
+    allowed = gpus
+    for position_based, name in [(False, env_name), *((True, n) for n in _relative(env_name))]:
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        wanted = [entry.strip() for entry in raw.split(",") if entry.strip()]
+        allowed = [
+            g
+            for number, g in enumerate(allowed)
+            if any(_named(g, w, number if position_based else None) for w in wanted)
+        ]
+    return allowed
+
+
+def _relative(env_name: str) -> tuple[str, ...]:
+    rules = VISIBILITY.get(env_name)
+    return rules.relative if rules else ()
+
+
+def visibility_env(env_name: str, gpus: list[Gpu]) -> dict[str, str]:
+    """What the child's environment says about its GPUs."""
+    rules = VISIBILITY.get(env_name, Visibility(by_uuid=True))
+    env = {env_name: ",".join((g.uuid if rules.by_uuid else "") or str(g.index) for g in gpus)}
+    for name in rules.relative:
+        env[name] = ",".join(str(number) for number in range(len(gpus)))
+    return env
 
 
 def free_device(ctx: Context, state: State) -> tuple[int, Flavor]:
@@ -108,10 +155,13 @@ def _reserve(ctx: Context, command: str) -> tuple[JobRequest, list[Gpu]]:
             )
         allowed = allowed_gpus(local, env_name)
         if flavor.gpus > len(allowed):
+            names = [n for n in (env_name, *_relative(env_name)) if n in os.environ]
+            said = " ".join(f"{n}={os.environ[n]!r}" for n in names)
             raise RefusedError(
-                f"flavor {flavor.name} needs {flavor.gpus} GPUs; your {env_name}="
-                f"{os.environ[env_name]!r} allows {len(allowed)} of this machine's: unset it "
-                f"or pick a smaller flavor with 'moai-tui switch'"
+                f"flavor {flavor.name} needs {flavor.gpus} GPUs; your {said} "
+                f"allow{'s' if len(names) == 1 else ''} {len(allowed)} of this machine's: unset "
+                f"{'it' if len(names) == 1 else 'them'} or pick a smaller flavor with "
+                "'moai-tui switch'"
             )
         free = [g for g in allowed if not g.lost and g.location not in held]
         if len(free) < flavor.gpus:
@@ -184,8 +234,7 @@ def _unblock_in_child() -> None:
 def _supervise(ctx: Context, job: JobRequest, gpus: list[Gpu], argv: list[str]) -> int:
     env = {
         **os.environ,
-        # UUIDs name the same GPUs whatever the enumeration order; an index where NVML gave none.
-        ctx.backend.visible_devices_env: ",".join(g.uuid or str(g.index) for g in gpus),
+        **visibility_env(ctx.backend.visible_devices_env, gpus),
         "MOAI_TUI_JOB_ID": str(job.job_id),
     }
     try:

@@ -44,6 +44,15 @@ class Gpu:
     job_id: int | None = None
     lost: bool = False
     uuid: str = ""  # the vendor's stable id (NVML UUID, DCGM UUID label), where known
+    # Where a GPU reports a second sensor: temp_c is the hottest point (NVIDIA's GPU sensor, AMD's
+    # hotspot / junction), edge_temp_c AMD's edge sensor.
+    edge_temp_c: float | None = None
+    # An AMD GPU split into partitions (MI300X in CPX mode: 8 GPUs): its compute and memory
+    # partition modes ("CPX", "NPS1") and this partition's number on its physical GPU (0 is
+    # the primary, which alone reports board-wide readings); "" / None where not known.
+    compute_partition: str = ""
+    memory_partition: str = ""
+    partition_id: int | None = None
 
     @property
     def location(self) -> str:

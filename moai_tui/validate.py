@@ -14,6 +14,7 @@ BOUNDS = {
     "mem_util": (0.0, 100.0),
     "temp_c": (-40.0, 150.0),
     "mem_temp_c": (-40.0, 150.0),
+    "edge_temp_c": (-40.0, 150.0),
     "power_w": (0.0, 5000.0),
     "mem_used_mib": (0, 16 * 1024 * 1024),
     "mem_total_mib": (1, 16 * 1024 * 1024),
@@ -34,12 +35,14 @@ def plausible(gpu: Gpu) -> bool:
     """Every reading in range, in one expression: the path taken every tick for every GPU
     (NaN fails each comparison, so it drops to the careful path)."""
     u, m, t, mt, p = gpu.util, gpu.mem_util, gpu.temp_c, gpu.mem_temp_c, gpu.power_w
+    et = gpu.edge_temp_c
     used, total = gpu.mem_used_mib, gpu.mem_total_mib
     return (
         (u is None or 0.0 <= u <= 100.0)
         and (m is None or 0.0 <= m <= 100.0)
         and (t is None or -40.0 <= t <= 150.0)
         and (mt is None or -40.0 <= mt <= 150.0)
+        and (et is None or -40.0 <= et <= 150.0)
         and (p is None or 0.0 <= p <= 5000.0)
         and (total is None or 1 <= total <= 16 * 1024 * 1024)
         and (used is None or 0 <= used <= (total or 16 * 1024 * 1024))

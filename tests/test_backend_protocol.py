@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, run_cli
+from fake_amdsmi import FakeAmdSmi, forget_amdsmi
 from fake_nvml import FakeNvml
 
 from moai_tui.backends import Backend
+from moai_tui.backends.amd import AmdSmiBackend
 from moai_tui.backends.nvml import NvmlBackend
 from moai_tui.backends.prometheus import PrometheusBackend
 from moai_tui.backends.replay import ReplayBackend
@@ -48,15 +50,18 @@ def test_protocol_declares_the_optional_features():
 @pytest.fixture
 def backends(config_dir, tmp_path, monkeypatch) -> dict[str, Backend]:
     FakeNvml(gpus=2).install(monkeypatch)
+    FakeAmdSmi().install(monkeypatch)
     saved = tmp_path / "saved.json"
     saved.write_text(run_cli("smi", "--json", "--backend", "simulator").stdout)
-    return {
+    yield {
         "simulator": SimulatorBackend(),
         "nvml": NvmlBackend(),
+        "amdsmi": AmdSmiBackend(),
         "prometheus": PrometheusBackend.from_config("http://127.0.0.1:9"),
         "replay": ReplayBackend.from_spec(str(FIXTURES / "nvml" / "h200-trace.jsonl")),
         "snapshot": SnapshotBackend(str(saved)),
     }
+    forget_amdsmi()
 
 
 def test_every_backend_answers_every_capability_itself(backends):
@@ -80,6 +85,7 @@ def test_capability_answers(backends):
     assert answers == {
         "simulator": (None, "NoneType", "NoneType"),
         "nvml": ("CUDA_VISIBLE_DEVICES", "Catalog", "NoneType"),
+        "amdsmi": ("ROCR_VISIBLE_DEVICES", "Catalog", "NoneType"),
         "prometheus": (None, "NoneType", "NoneType"),
         "replay": (None, "Catalog", "NoneType"),  # the H200 trace: one machine's flavors
         "snapshot": (None, "NoneType", "Pinned"),
@@ -95,7 +101,7 @@ def test_capability_answers(backends):
     saved = statuses["snapshot"]  # one saved moment: a replay of length 0, never live
     assert (saved.source, saved.recorded, saved.length_s) == ("saved.json", "simulator", 0.0)
     assert isinstance(backends["snapshot"].pinned_state(), Pinned)
-    for name in ("simulator", "nvml", "replay", "snapshot"):
+    for name in ("simulator", "nvml", "amdsmi", "replay", "snapshot"):
         assert backends[name].history(["x"], 60.0, 1.0) is None
 
 

@@ -119,9 +119,9 @@ def test_auto_falls_back_to_simulator_and_says_so(monkeypatch, config_dir):
 
     backend = open_backend("auto", Config())
     assert backend.name == "simulator"
-    assert backend.notice == (
-        "nvml backend: NVIDIA driver not loaded: showing the simulated MoAI cluster"
-    )
+    # amdsmi is tried next; what it says depends on this machine (tests/test_amdsmi.py)
+    assert backend.notice.startswith("nvml backend: NVIDIA driver not loaded; amdsmi backend: ")
+    assert backend.notice.endswith(": showing the simulated MoAI cluster")
 
 
 def test_no_library_at_all_on_this_machine(config_dir):

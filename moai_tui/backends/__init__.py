@@ -27,6 +27,7 @@ NAMES = (
     "auto",
     "simulator",
     "nvml",
+    "amdsmi",
     "prometheus",
     "slurm",
     "replay:FILE[@SPEED]",
@@ -91,15 +92,19 @@ class Backend(Protocol):
 
 
 def auto_backend(config: Config, prometheus_url: str | None = None) -> Backend:
-    """This machine's GPUs when NVML finds some; else the Slurm cluster where `squeue` is
-    installed and slurmctld answers within a moment (a login node); else the simulator, saying
-    why."""
+    """This machine's GPUs when NVML or amdsmi finds some; else the Slurm cluster where
+    `squeue` is installed and slurmctld answers within a moment (a login node); else the
+    simulator, saying why."""
+    from moai_tui.backends.amd import AmdSmiBackend
     from moai_tui.backends.nvml import NvmlBackend
 
-    try:
-        return NvmlBackend()
-    except BackendError as error:
-        reason = str(error)
+    reasons = []
+    for local in (NvmlBackend, AmdSmiBackend):
+        try:
+            return local()
+        except BackendError as error:
+            reasons.append(str(error))
+    reason = "; ".join(reasons)
     if shutil.which("squeue"):
         try:
             return slurm_from(config, prometheus_url, probe_s=SLURM_PROBE_S)
@@ -160,6 +165,10 @@ def open_backend(spec: str, config: Config, prometheus_url: str | None = None) -
         from moai_tui.backends.nvml import NvmlBackend
 
         return NvmlBackend()
+    if kind == "amdsmi" and not argument:
+        from moai_tui.backends.amd import AmdSmiBackend
+
+        return AmdSmiBackend()
     if kind == "replay" and argument:
         from moai_tui.backends.replay import ReplayBackend
 

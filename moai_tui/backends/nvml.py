@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pynvml
 
+from moai_tui.backends.local import local_jobs, process_info
 from moai_tui.catalog import Catalog, derived_catalog
 from moai_tui.errors import BackendError
 from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
@@ -193,61 +194,19 @@ class NvmlBackend:
 
     def _describe_processes(self) -> None:
         """On the slow cadence only: who runs each process and how much GPU memory it holds."""
-        memory: dict[int, int] = {}
+        memory: dict[int, int | None] = {}
         for procs in self._processes.values():
             for proc in procs:
                 used = getattr(proc, "usedGpuMemory", None)
                 if isinstance(used, int):
-                    memory[proc.pid] = memory.get(proc.pid, 0) + used // MIB
-        known = self._process_info
-        self._process_info = {}
-        for procs in self._processes.values():
-            for proc in procs:
-                user, command, _ = known.get(proc.pid) or (*_describe_process(proc.pid), None)
-                self._process_info[proc.pid] = (user, command, memory.get(proc.pid))
+                    memory[proc.pid] = (memory.get(proc.pid) or 0) + used // MIB
+                else:
+                    memory.setdefault(proc.pid, None)
+        self._process_info = process_info(memory, self._process_info)
 
     def _jobs(self, requests: Sequence[JobRequest]) -> list[Job]:
-        """The user's `moai-tui run` jobs, then any other process NVML sees on a GPU."""
-        jobs = []
-        ours = set()
-        for request in requests:
-            if request.kind != "run":
-                continue
-            ours.add(request.pid)
-            memory = self._process_info.get(request.pid, (None, None, None))[2]
-            jobs.append(
-                Job(
-                    request.job_id,
-                    request.pid,
-                    request.user,
-                    request.command,
-                    request.device,
-                    request.assigned,
-                    request.submitted,
-                    mem_used_mib=memory,
-                    util=self._process_util.get(request.pid),
-                )
-            )
-        others: dict[int, list[str]] = {}
-        for index, procs in sorted(self._processes.items()):
-            for proc in procs:
-                if proc.pid not in ours:
-                    others.setdefault(proc.pid, []).append(f"{self.host}:{index}")
-        for pid, locations in sorted(others.items()):
-            user, command, memory = self._process_info.get(pid, ("-", f"pid {pid}", None))
-            jobs.append(
-                Job(
-                    pid,
-                    pid,
-                    user,
-                    command,
-                    None,
-                    tuple(locations),
-                    mem_used_mib=memory,
-                    util=self._process_util.get(pid),
-                )
-            )
-        return jobs
+        pids = {index: [p.pid for p in procs] for index, procs in self._processes.items()}
+        return local_jobs(self.host, requests, pids, self._process_info, self._process_util)
 
     def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> None:
         return None  # NVML keeps no history: the dashboard gathers its own
@@ -263,14 +222,3 @@ class NvmlBackend:
             pynvml.nvmlShutdown()
         except pynvml.NVMLError:
             pass
-
-
-def _describe_process(pid: int) -> tuple[str, str]:
-    """(user, command line) of a local process, '-' where it cannot be read."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        return process.username(), " ".join(process.cmdline()) or process.name()
-    except (psutil.Error, OSError):
-        return "-", f"pid {pid}"
