@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 MOAI_PLATFORM = "Moreh AI Platform"  # a snapshot's platform when it is a MoAI cluster
 NVIDIA_DRIVER = "NVIDIA driver"  # ... when its version is the NVIDIA driver's
+AMD_DRIVER = "amdgpu driver"  # ... when its version is AMD's amdgpu driver's
 
 
 @dataclass(frozen=True)

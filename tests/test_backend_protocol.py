@@ -95,6 +95,7 @@ def test_capability_answers(backends):
     assert {name for name, status in statuses.items() if status is None} == {
         "simulator",
         "nvml",
+        "amdsmi",
         "prometheus",
     }
     assert statuses["replay"].recorded == "nvml" and statuses["replay"].length_s > 60

@@ -27,12 +27,11 @@ from types import ModuleType
 from moai_tui.backends.local import local_jobs, process_info
 from moai_tui.catalog import Catalog, machine_catalog
 from moai_tui.errors import BackendError
-from moai_tui.model import ClusterSnapshot, Gpu, Job, JobRequest, Node
+from moai_tui.model import AMD_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
 
 MIB = 1024 * 1024
 PROCESS_INTERVAL_S = 3.0
 FAILING_LIMIT = 3
-AMD_DRIVER = "amdgpu driver"  # what a snapshot's version is the version of
 # amdsmi_status_t (ROCm's amdsmi.h; the same values in every release): answers that mean "this
 # value is not available here", not "this GPU is failing".
 STATUS_NOT_SUPPORTED = 2
