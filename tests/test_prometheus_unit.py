@@ -57,6 +57,51 @@ AMD = [
     series("gpu_total_vram", 4_194_304, hostname="amd1", gpu_id="3"),
     series("gpu_junction_temperature", 61, hostname="amd1", gpu_id="3"),
 ]
+
+
+def mi300x_cpx_series(host: str = "mi300-1") -> list[dict]:
+    """One MI300X in CPX / NPS1 mode as device-metrics-exporter labels it (every label it sets,
+    gpu_uuid and card_series enabled): 8 GPUs, one per partition; board-wide readings on
+    partition 0 only (junction and memory temperature suppressed elsewhere, power 0), as its
+    metrics list documents. Slurm job 4242 of alice holds partitions 0-3."""
+    out = []
+    for p in range(8):
+        labels = {
+            "hostname": host,
+            "gpu_id": str(p),
+            "gpu_uuid": f"{p:02x}ff74a1-0000-1000-80cb-a6eb2a5d2e2b",
+            "card_series": "AMD Instinct MI300X OAM",
+            "card_model": "102-G30211-0C",
+            "card_vendor": "Advanced Micro Devices, Inc. [AMD/ATI]",
+            "serial_number": "692251001124",
+            "gpu_partition_id": str(p),
+            "gpu_compute_partition_type": "cpx",
+            "gpu_memory_partition_type": "nps1",
+            "deployment_mode": "baremetal",
+            "job_id": "4242" if p < 4 else "",
+            "job_user": "alice" if p < 4 else "",
+            "job_partition": "mi300" if p < 4 else "",
+            "pod": "",
+            "namespace": "",
+            "container": "",
+            "instance": "10.0.0.9:5000",
+        }
+        out += [
+            series("gpu_gfx_activity", 20 + p, **labels),
+            series("gpu_umc_activity", 5, **labels),
+            series("gpu_used_vram", 300 + p, **labels),
+            series("gpu_total_vram", 24576, **labels),
+            series("gpu_package_power", 250 if p == 0 else 0, **labels),
+        ]
+        if p == 0:
+            out += [
+                series("gpu_junction_temperature", 55, **labels),
+                series("gpu_edge_temperature", 41, **labels),
+                series("gpu_memory_temperature", 50, **labels),
+            ]
+    return out
+
+
 UP = [{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "1"]}]
 
 
@@ -142,7 +187,49 @@ def test_one_vendor_absent_amd_only(canned):
     gpu = backend(canned.url).sample().nodes[0].gpus[0]
     assert (gpu.node, gpu.index, gpu.model) == ("amd1", 3, "MI300X")
     assert gpu.util == 70 and gpu.temp_c == 61
-    assert gpu.mem_used_mib == 1_000_000 and gpu.mem_total_mib == 4_000_000  # MB -> MiB
+    # AMD's "MB" are MiB (amdsmi divides bytes by 1024 * 1024): taken as they are
+    assert gpu.mem_used_mib == 1_048_576 and gpu.mem_total_mib == 4_194_304
+
+
+def test_amd_exporter_labels_in_full_mi300x_in_cpx_mode(canned):
+    canned.replies[METRICS] = (200, answer(mi300x_cpx_series()))
+    snapshot = backend(canned.url).sample()
+    (node,) = snapshot.nodes
+    assert node.name == "mi300-1" and len(node.gpus) == 8
+    first, fifth = node.gpus[0], node.gpus[5]
+    assert first.model == "AMD Instinct MI300X OAM"  # card_series, not the part number
+    assert first.uuid == "00ff74a1-0000-1000-80cb-a6eb2a5d2e2b"
+    assert [g.partition_id for g in node.gpus] == list(range(8))
+    assert {(g.compute_partition, g.memory_partition) for g in node.gpus} == {("CPX", "NPS1")}
+    assert (first.util, first.mem_util, first.temp_c, first.mem_temp_c) == (20, 5, 55, 50)
+    assert (first.mem_used_mib, first.mem_total_mib, first.power_w) == (300, 24576, 250)
+    assert (fifth.util, fifth.temp_c, fifth.power_w) == (25, None, 0)
+    assert first.edge_temp_c == 41 and first.temp_c == 55  # junction first, edge kept apart
+    assert [g.job_id for g in node.gpus] == [4242] * 4 + [None] * 4
+    (job,) = snapshot.jobs
+    assert (job.job_id, job.user, job.pid) == (4242, "alice", 0)
+    assert job.gpus == tuple(f"mi300-1:{i}" for i in range(4))
+
+
+def test_card_model_where_card_series_is_not_exported(canned):
+    without = [
+        {**s, "metric": {k: v for k, v in s["metric"].items() if k != "card_series"}}
+        for s in mi300x_cpx_series()
+    ]
+    canned.replies[METRICS] = (200, answer(without))
+    assert backend(canned.url).sample().nodes[0].gpus[0].model == "102-G30211-0C"
+
+
+def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
+    canned.replies[METRICS] = (200, answer(mi300x_cpx_series()))
+    b = backend(canned.url)
+    assert len(b.sample().jobs) == 1
+    canned.replies["up"] = (
+        200,
+        answer([{"metric": {"instance": "10.0.0.9:5000"}, "value": [0, "0"]}]),
+    )
+    snapshot = b.sample()
+    assert not snapshot.nodes[0].up and snapshot.jobs == ()
 
 
 def test_refresh_costs_two_queries_whatever_the_size(canned):
@@ -411,3 +498,14 @@ def test_bad_url_from_the_environment_is_named_as_given(monkeypatch, url, shown)
     with pytest.raises(UsageError) as caught:
         PrometheusBackend.from_config(None)
     assert str(caught.value).startswith(shown) and "pw" not in str(caught.value)
+
+
+def test_edge_temperature_alone_is_the_gpus_temperature_too(canned):
+    """MI200 exports edge, not junction: it is both the GPU's temperature and its edge."""
+    mi250 = [
+        series("gpu_gfx_activity", 10, hostname="mi250-1", gpu_id="0", card_series="AMD MI250X"),
+        series("gpu_edge_temperature", 39, hostname="mi250-1", gpu_id="0"),
+    ]
+    canned.replies[METRICS] = (200, answer(mi250))
+    gpu = backend(canned.url).sample().nodes[0].gpus[0]
+    assert (gpu.temp_c, gpu.edge_temp_c, gpu.model) == (39, 39, "AMD MI250X")

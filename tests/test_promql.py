@@ -165,3 +165,38 @@ def test_down_query_finds_what_a_dead_exporter_served_last(tmp_path):
         ],
         at="30m",
     )
+
+
+def test_amd_names_with_a_configured_prefix_and_partitions_kept_apart(tmp_path):
+    """device-metrics-exporter's MetricsFieldPrefix ("amd_") is matched; each partition of an
+    MI300X in CPX mode stays one GPU; an unprefixed exporter on another node is read too."""
+    cpx = {"hostname": "mi300-1", "gpu_compute_partition_type": "cpx"}
+    evaluate(
+        tmp_path,
+        [
+            series("amd_gpu_gfx_activity", "20x20", gpu_id="0", gpu_partition_id="0", **cpx),
+            series("amd_gpu_gfx_activity", "30x20", gpu_id="1", gpu_partition_id="1", **cpx),
+            series("amd_gpu_used_visible_vram", "9x20", gpu_id="0", gpu_partition_id="0", **cpx),
+            series("gpu_gfx_activity", "70x20", hostname="amd1", gpu_id="3"),
+        ],
+        [
+            (
+                per_gpu_query(),
+                [
+                    sample(
+                        20, gpu_id="0", gpu_partition_id="0", **cpx, **{TAG: "gpu_gfx_activity"}
+                    ),
+                    sample(
+                        30, gpu_id="1", gpu_partition_id="1", **cpx, **{TAG: "gpu_gfx_activity"}
+                    ),
+                    sample(70, hostname="amd1", gpu_id="3", **{TAG: "gpu_gfx_activity"}),
+                ],
+            ),
+            (
+                history_queries(
+                    "gpu_gfx_activity", "gpu_used_vram", [("hostname", "mi300-1", "gpu_id", [])]
+                )[0],
+                [sample(25)],
+            ),
+        ],
+    )

@@ -26,18 +26,19 @@ from urllib.parse import urlencode, urlsplit
 
 from moai_tui.config import PrometheusSettings
 from moai_tui.errors import BackendError, UsageError
-from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
 from moai_tui.parsing import is_number
 
-MB_TO_MIB = 1e6 / 1048576
 NOT_SUPPORTED = 9.0e18  # DCGM's "not supported" sentinel is about 9.2e18
 # Field -> [(metric, scale to our unit)], first present wins. dcgm-exporter up to 4.8, the
-# DCGM 4.7 renames, AMD device-metrics-exporter 1.5.
+# DCGM 4.7 renames, AMD device-metrics-exporter 1.5. AMD's VRAM "MB" are MiB: amdsmi divides
+# bytes by 1024 * 1024 (amd_smi.cc), an MI250 GCD's 64 GB read 65520.
 ALIASES: dict[str, list[tuple[str, float]]] = {
     "util": [("DCGM_FI_DEV_GPU_UTIL", 1.0), ("gpu_gfx_activity", 1.0)],
-    "mem_used_mib": [("DCGM_FI_DEV_FB_USED", 1.0), ("gpu_used_vram", MB_TO_MIB)],
-    "mem_free_mib": [("DCGM_FI_DEV_FB_FREE", 1.0), ("gpu_free_vram", MB_TO_MIB)],
-    "mem_total_mib": [("gpu_total_vram", MB_TO_MIB)],
+    "mem_util": [("gpu_umc_activity", 1.0)],
+    "mem_used_mib": [("DCGM_FI_DEV_FB_USED", 1.0), ("gpu_used_vram", 1.0)],
+    "mem_free_mib": [("DCGM_FI_DEV_FB_FREE", 1.0), ("gpu_free_vram", 1.0)],
+    "mem_total_mib": [("gpu_total_vram", 1.0)],
     "temp_c": [
         ("DCGM_FI_DEV_GPU_TEMP", 1.0),
         ("DCGM_FI_DEV_GPU_TEMP_CELSIUS", 1.0),
@@ -45,6 +46,7 @@ ALIASES: dict[str, list[tuple[str, float]]] = {
         ("gpu_edge_temperature", 1.0),
     ],
     "mem_temp_c": [("DCGM_FI_DEV_MEMORY_TEMP", 1.0), ("gpu_memory_temperature", 1.0)],
+    "edge_temp_c": [("gpu_edge_temperature", 1.0)],
     "power_w": [
         ("DCGM_FI_DEV_POWER_USAGE", 1.0),
         ("DCGM_FI_DEV_BOARD_POWER_WATTS", 1.0),
@@ -58,11 +60,26 @@ GPU_LABELS = (
     "gpu",
     "gpu_id",
     "UUID",
+    "gpu_uuid",
     "modelName",
+    "card_series",
     "card_model",
     "instance",
     "DCGM_FI_DRIVER_VERSION",
+    # AMD: a partitioned GPU (MI300X in CPX mode) is one GPU per partition, each with its gpu_id
+    "gpu_partition_id",
+    "gpu_compute_partition_type",
+    "gpu_memory_partition_type",
+    # Who holds a GPU: AMD's Slurm integration, and dcgm-exporter's (moai-tui exporter's)
+    "job_id",
+    "job_user",
+    "hpc_job",
+    "hpc_user",
 )
+JOB_LABELS = (("job_id", "job_user"), ("hpc_job", "hpc_user"))
+# The AMD exporter puts its MetricsFieldPrefix (any Prometheus name, e.g. "amd_") before every
+# name it exports: its names are matched with or without one.
+AMD_NAMES = frozenset(m for aliases in ALIASES.values() for m, _ in aliases if m.startswith("gpu_"))
 TAG = "moai_metric"
 # The used-memory metric -> how its vendor gives the rest: the total, or what is free.
 MEMORY_PAIRS = {
@@ -79,14 +96,22 @@ PASSWORD_ENV = "MOAI_TUI_PROMETHEUS_PASSWORD"
 URL_ENV = "MOAI_TUI_PROMETHEUS_URL"
 
 
+def series_of(metric: str, matchers: Sequence[str] = ()) -> str:
+    """A selector of `metric`'s series; an AMD name also under any prefix."""
+    if metric in AMD_NAMES:
+        matchers = [f'__name__=~".*{metric}"', *matchers]
+        return f"{{{','.join(matchers)}}}"
+    return f"{metric}{{{','.join(matchers)}}}" if matchers else metric
+
+
 def per_gpu_query() -> str:
     """All per-GPU metrics in one query: reduced per GPU on the server (a GPU shared by several
     pods appears once), each series tagged with the metric it came from."""
     by = ", ".join(GPU_LABELS)
+    metrics = dict.fromkeys(metric for aliases in ALIASES.values() for metric, _ in aliases)
     parts = [
-        f'label_replace(max by ({by}) ({metric}), "{TAG}", "{metric}", "", "")'
-        for aliases in ALIASES.values()
-        for metric, _ in aliases
+        f'label_replace(max by ({by}) ({series_of(metric)}), "{TAG}", "{metric}", "", "")'
+        for metric in metrics
     ]
     return " or ".join(parts)
 
@@ -110,7 +135,7 @@ def gpu_selector(metric: str, where: Sequence[tuple[str, str, str, Sequence[str]
         if indices:
             pattern = "|".join(regex_literal(i) for i in indices)
             matchers.append(f"{index_label}=~{promql_string(pattern)}")
-        parts.append(f"{metric}{{{','.join(matchers)}}}")
+        parts.append(series_of(metric, matchers))
     labels = sorted({label for h, _, i, _ in where for label in (h, i)})
     return f"max by ({', '.join(labels)}) ({' or '.join(parts)})"
 
@@ -131,7 +156,9 @@ def history_queries(
 
 def down_query(instances: Sequence[str]) -> str:
     """What exporters now down served last, per GPU, labelled as the live query labels it."""
-    names = "|".join(metric for metric, _ in ALIASES["util"])
+    names = "|".join(
+        f".*{metric}" if metric in AMD_NAMES else metric for metric, _ in ALIASES["util"]
+    )
     parts = " or ".join(
         f'last_over_time({{__name__=~"{names}",instance={promql_string(i)}}}[{DOWN_LOOKBACK}])'
         for i in instances
@@ -405,9 +432,7 @@ class PrometheusBackend:
             node, host_label, index, index_label = named
             self.instances.setdefault(labels.get("instance", ""), set()).add(node)
             self.node_labels.setdefault(node, (host_label, index_label))
-            seen.setdefault(node, {})[index] = labels.get("modelName") or labels.get(
-                "card_model", ""
-            )
+            seen.setdefault(node, {})[index] = _model(labels)
         for node, gpus in seen.items():
             if node not in self.known:
                 self.known[node] = tuple(
@@ -420,11 +445,10 @@ class PrometheusBackend:
     def _snapshot(self, now: float, series, down_instances: set[str]) -> ClusterSnapshot:
         fields: dict[tuple[str, str], dict] = {}  # (node, gpu) -> field -> (rank, value)
         meta: dict[tuple[str, str], dict] = {}
-        rank = {
-            metric: (field, i, scale)
-            for field, aliases in ALIASES.items()
-            for i, (metric, scale) in enumerate(aliases)
-        }
+        rank: dict[str, list[tuple[str, int, float]]] = {}  # metric -> the fields it gives
+        for field, aliases in ALIASES.items():
+            for i, (metric, scale) in enumerate(aliases):
+                rank.setdefault(metric, []).append((field, i, scale))
         for labels, value in series:
             metric = labels.get(TAG)
             named = self._node_of(labels)
@@ -437,12 +461,12 @@ class PrometheusBackend:
                 self.instances.setdefault(labels["instance"], set()).add(node)
             if labels.get("DCGM_FI_DRIVER_VERSION"):
                 self.driver = labels["DCGM_FI_DRIVER_VERSION"]
-            field, order, scale = rank[metric]
-            if field in ("util", "mem_used_mib"):
-                self.node_metrics.setdefault(node, {})[field] = metric
             slot = fields.setdefault((node, gpu), {})
-            if field not in slot or order < slot[field][0]:
-                slot[field] = (order, None if value is None else value * scale)
+            for field, order, scale in rank[metric]:
+                if field in ("util", "mem_used_mib"):
+                    self.node_metrics.setdefault(node, {})[field] = metric
+                if field not in slot or order < slot[field][0]:
+                    slot[field] = (order, None if value is None else value * scale)
             meta.setdefault((node, gpu), labels)
         down: set[str] = set()
         for instance in down_instances:  # every node that exporter serves
@@ -451,6 +475,7 @@ class PrometheusBackend:
         for (node, gpu), slot in fields.items():
             nodes.setdefault(node, []).append(self._gpu(node, gpu, slot, meta[(node, gpu)]))
         out = []
+        live = {name for name in nodes if name not in down}
         for name in sorted(set(nodes) | set(self.known)):
             if name in nodes and name not in down:
                 gpus = tuple(sorted(nodes[name], key=lambda g: g.index))
@@ -465,6 +490,7 @@ class PrometheusBackend:
             backend=self.name,
             user=os.environ.get("USER", "-"),
             nodes=tuple(out),
+            jobs=_jobs(meta, live),
             # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
             # label; nothing says which is the latest.
             platform=NVIDIA_DRIVER if self.driver != "-" else "Prometheus",
@@ -482,17 +508,24 @@ class PrometheusBackend:
         used, free, total = value("mem_used_mib"), value("mem_free_mib"), value("mem_total_mib")
         if total is None and used is not None and free is not None:
             total = used + free  # FB_TOTAL is not exported by default
+        partition = labels.get("gpu_partition_id", "")
         return Gpu(
             node=node,
             index=_index(gpu),
-            model=labels.get("modelName") or labels.get("card_model") or "",
+            model=_model(labels),
             util=value("util"),
+            mem_util=value("mem_util"),
             mem_used_mib=None if used is None else int(used),
             mem_total_mib=None if total is None else int(total),
             temp_c=value("temp_c"),
             mem_temp_c=value("mem_temp_c"),
             power_w=value("power_w"),
-            uuid=labels.get("UUID", ""),
+            uuid=labels.get("UUID") or labels.get("gpu_uuid") or "",
+            edge_temp_c=value("edge_temp_c"),
+            compute_partition=labels.get("gpu_compute_partition_type", "").upper(),
+            memory_partition=labels.get("gpu_memory_partition_type", "").upper(),
+            partition_id=int(partition) if partition.isdigit() else None,  # "NA": none
+            job_id=_job_number(labels),
         )
 
     def history(
@@ -543,6 +576,39 @@ class PrometheusBackend:
 def _index(value: str) -> int:
     """A GPU's index from its label value ("3"); 0 where the exporter wrote something else."""
     return int(value) if is_number(str(value)) else 0
+
+
+def _model(labels: dict) -> str:
+    """NVIDIA's modelName; AMD's product name (card_series, "AMD Instinct MI300X OAM"), else its
+    card_model, which holds a board part number ("102-G30211-0C") on Instinct GPUs."""
+    return labels.get("modelName") or labels.get("card_series") or labels.get("card_model") or ""
+
+
+def _holder(labels: dict) -> tuple[str, str] | None:
+    """(job id, user) of the job a series' GPU is allocated to, where the exporter says."""
+    for id_label, user_label in JOB_LABELS:
+        if labels.get(id_label):
+            return labels[id_label], labels.get(user_label) or "-"
+    return None
+
+
+def _job_number(labels: dict) -> int | None:
+    holder = _holder(labels)
+    return int(holder[0]) if holder and holder[0].isdigit() else None
+
+
+def _jobs(meta: dict[tuple[str, str], dict], live: set[str]) -> tuple[Job, ...]:
+    """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids, which
+    are numbers; pid 0: not a process of this machine)."""
+    held: dict[tuple[str, str], list[str]] = {}
+    for (node, gpu), labels in sorted(meta.items()):
+        holder = _holder(labels)
+        if node in live and holder and holder[0].isdigit():
+            held.setdefault(holder, []).append(f"{node}:{_index(gpu)}")
+    return tuple(
+        Job(int(job), 0, user, f"job {job}", None, tuple(locations))
+        for (job, user), locations in sorted(held.items(), key=lambda item: int(item[0][0]))
+    )
 
 
 def _by_node(gpus: Sequence[Gpu]) -> dict[str, list[int]]:
