@@ -139,7 +139,9 @@ def build_parser() -> ArgumentParser:
     rec.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
 
     exporter = sub.add_parser(
-        "exporter", parents=[common], help="serve samples as dcgm-exporter metrics for Prometheus"
+        "exporter",
+        parents=[common],
+        help="serve samples as dcgm-exporter (or AMD exporter) metrics for Prometheus",
     )
     exporter.add_argument(
         "--listen",
@@ -148,6 +150,12 @@ def build_parser() -> ArgumentParser:
         help="address to serve on (default 127.0.0.1:9400, loopback only)",
     )
     exporter.add_argument("--node", help="serve only this node of the cluster")
+    exporter.add_argument(
+        "--names",
+        choices=("dcgm", "amd"),
+        help="metric names: dcgm-exporter's, or AMD device-metrics-exporter's "
+        "(default: amd on the amdsmi backend, dcgm elsewhere)",
+    )
 
     sim = sub.add_parser("sim", help="start or stop simulated jobs on your accelerator")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, parser_class=ArgumentParser)
@@ -382,7 +390,8 @@ def cmd_exporter(ctx: Context, args, out) -> int:
         out.write(line + "\n")
         out.flush()
 
-    return serve(sample, args.listen, args.node, announce)
+    names = args.names or ("amd" if ctx.backend.name == "amdsmi" else "dcgm")
+    return serve(sample, args.listen, args.node, announce, names)
 
 
 # entry -------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import run_cli
 from fake_amdsmi import FakeAmdSmi, FakeProcess, forget_amdsmi, mi250_node, mi300x_cpx
@@ -189,7 +191,7 @@ def test_processes_vram_and_gfx_share_on_the_slow_cadence(amd):
     (job,) = first.jobs
     assert (job.pid, job.gpus, job.mem_used_mib) == (me, (f"{first.host}:1",), 3072)
     assert job.util is None  # one look at its GFX time: no rate yet
-    assert job.command == " ".join(__import__("psutil").Process(me).cmdline())
+    assert job.command == " ".join(psutil.Process(me).cmdline())
     assert first.nodes[0].gpus[1].job_id == me
     listed = fake.calls["amdsmi_get_gpu_process_list"]
     clock.now += 1.0
@@ -362,3 +364,47 @@ def test_partitions_survive_smi_json_and_snapshot_files(amd):
     amd(gpus=mi300x_cpx())
     snapshot = AmdSmiBackend().sample()
     assert snapshot_from_dict(json.loads(json.dumps(snapshot_to_dict(snapshot)))) == snapshot
+
+
+# exporter -----------------------------------------------------------------------------------
+def test_exporter_serves_amd_names_and_labels(amd):
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.registry import CollectorRegistry
+
+    from moai_tui.exporter import SnapshotCollector
+
+    fake = amd(gpus=mi300x_cpx())
+    fake.gpus[1].processes = [FakeProcess(os.getpid(), "python", 1 << 30)]
+    snapshot = AmdSmiBackend().sample()
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(lambda: snapshot, None, "amd"))
+    text = generate_latest(registry).decode()
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    assert not any(name.startswith("DCGM") for name in families)
+    activity = {s.labels["gpu_id"]: s for s in families["gpu_gfx_activity"]}
+    assert set(activity) == {"0"}  # partitions 1-7 read N/A: left out, as the exporter does
+    labels = activity["0"].labels
+    assert labels["card_series"] == "AMD Instinct MI300X OAM" and labels["gpu_partition_id"] == "0"
+    assert (labels["gpu_compute_partition_type"], labels["gpu_memory_partition_type"]) == (
+        "cpx",
+        "nps1",
+    )
+    assert labels["hostname"] == snapshot.host and labels["driver_version"] == "6.10.5"
+    assert labels["gpu_uuid"] == fake.gpus[0].uuid
+    held = {s.labels["gpu_id"]: s.labels for s in families["gpu_used_vram"]}
+    assert held["1"]["job_id"] == str(os.getpid()) and held["0"]["job_id"] == ""
+    assert {s.value for s in families["gpu_total_vram"]} == {24576.0}  # MiB, as amdsmi says
+
+
+def test_exporter_on_amdsmi_announces_amd_names(config_dir, tmp_path):
+    process = amd_moai("exporter", "--backend", "amdsmi", "--listen", "127.0.0.1:0")
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Serving all nodes as device-metrics-exporter metrics on "), line
+        url = line.rsplit(" on ", 1)[1].strip()
+        body = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "gpu_gfx_activity{" in body and "DCGM_FI_DEV_GPU_UTIL" not in body
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -25,6 +26,7 @@ from moai_tui.tui.app import MoaiApp
 PROMETHEUS = shutil.which("prometheus")
 assert PROMETHEUS, "prometheus is required (installed by .ci/run)"
 NODES = ["node00", "node01", "node02", "node03"]
+HERE = Path(__file__).parent
 
 
 def free_port() -> int:
@@ -303,3 +305,61 @@ def test_one_shot_smi_shows_a_dead_exporters_node_down(cluster):
     finally:
         cluster.exporters["node03"] = cluster.start_exporter("node03")
         cluster.wait_until_up(len(NODES))
+
+
+class AmdCluster(Cluster):
+    """Two AMD-named exporters: the amdsmi backend over the fake MI250 node
+    (tests/fake_amdsmi.py), and the simulator's node01 under AMD names with every name given
+    the prefix some deployments configure ("amd_", added here by relabelling)."""
+
+    def start_exporter(self, node: str) -> subprocess.Popen:
+        listen = f"127.0.0.1:{self.ports[node]}"
+        if node == "fake-mi250":
+            command = [sys.executable, str(HERE / "fake_amdsmi_main.py"), "--", "exporter"]
+            command += ["--backend", "amdsmi", "--listen", listen]
+        else:
+            command = [moai_exe(), "exporter", "--backend", "simulator", "--names", "amd"]
+            command += ["--node", node, "--listen", listen]
+        return subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL)
+
+    def wait_for_gpus(self, count: int, timeout: float = 40.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if len(self.query('{__name__=~".*gpu_gfx_activity"}')) == count:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"Prometheus never saw {count} AMD GPUs")
+
+
+def test_amd_exporters_through_a_real_prometheus(tmp_path):
+    prefix = [
+        {
+            "source_labels": ["hostname", "__name__"],
+            "separator": ";",
+            "regex": "node01;(gpu_.*)",
+            "target_label": "__name__",
+            "replacement": "amd_$1",
+        }
+    ]
+    running = AmdCluster(tmp_path, ["fake-mi250", "node01"], prefix)
+    try:
+        running.wait_for_gpus(16)
+        assert running.query("amd_gpu_gfx_activity") and not running.query(
+            'gpu_gfx_activity{hostname="node01"}'
+        )
+        snapshot = PrometheusBackend.from_config(running.url).sample()
+        nodes = {node.name: node for node in snapshot.nodes}
+        (local,) = set(nodes) - {"node01"}
+        mi250 = nodes[local].gpus
+        assert len(mi250) == 8 and {g.model for g in mi250} == {"AMD Instinct MI250X"}
+        assert [g.util for g in mi250] == [10.0 * n for n in range(8)]  # ROCr's GPU n: 10n %
+        assert {g.mem_total_mib for g in mi250} == {65520}  # MiB in, MiB out: the MoAI GPU
+        assert (mi250[0].temp_c, mi250[0].edge_temp_c, mi250[0].mem_temp_c) == (48, 41, 52)
+        assert all(g.uuid.endswith("-7e20764e2714") for g in mi250)
+        simulated = nodes["node01"].gpus  # read under its prefixed names
+        assert len(simulated) == 8 and all(g.util is not None for g in simulated)
+    finally:
+        running.stop()
