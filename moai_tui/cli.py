@@ -26,8 +26,7 @@ from moai_tui.text.messages import (
 
 PROG = "moai-tui"
 BACKEND_HELP = (
-    "auto (default), simulator, nvml, amdsmi, prometheus, slurm, replay:FILE[@SPEED], "
-    "snapshot:FILE"
+    "auto (default), simulator, nvml, amdsmi, prometheus, slurm, replay:FILE[@SPEED], snapshot:FILE"
 )
 PROMETHEUS_HELP = (
     "Prometheus server for --backend prometheus, or the GPU readings of --backend slurm "
