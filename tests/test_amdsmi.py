@@ -250,6 +250,7 @@ def test_auto_falls_back_naming_both(amd, monkeypatch):
 
     FakeNvml(driver_gone=True).install(monkeypatch)
     amd(init_status=DRIVER_NOT_LOADED)
+    monkeypatch.setattr("moai_tui.backends.shutil.which", lambda name: None)  # no Slurm here
     backend = open_backend("auto", Config())
     assert backend.name == "simulator"
     assert backend.notice == (
