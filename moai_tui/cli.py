@@ -236,6 +236,7 @@ def switch_with_picker(ctx: Context, out) -> int:
     """On a terminal: the picker screen instead of the numbered prompt; 0 on a switch or a
     cancel, 1 on a refusal (printed after the screen is gone)."""
     from moai_tui.tui.app import PickerApp, follow_terminal_size
+    from moai_tui.tui.themes import load_themes
 
     state = ctx.store.load()
     device = visible_device(state)
@@ -244,8 +245,13 @@ def switch_with_picker(ctx: Context, out) -> int:
     except MoaiError as error:
         print(f"{PROG}: {error}; showing the catalog without availability", file=sys.stderr)
         snapshot = None
+    themes = load_themes()  # a bad theme file is one line here, not a traceback in the UI
+    holder = state.job_on(device)
+    busy = (holder.job_id, holder.command) if holder is not None else None
     follow_terminal_size()
-    chosen = PickerApp(ctx.catalog, device, state.device(device).flavor, snapshot).run()
+    chosen = PickerApp(
+        ctx.catalog, device, state.device(device).flavor, snapshot, themes, busy
+    ).run()
     if chosen:
         actions.switch_flavor(ctx, chosen)
         out.write(SWITCHED.format(name=chosen) + "\n")

@@ -92,6 +92,37 @@ def fmt_percent(value: float | None) -> str:
     return "-" if value is None else f"{round(value):3d} %"
 
 
+def fmt_mem(mib: float | None) -> str:
+    """Memory as people read it: 397 MiB, 48.0 GiB, 3.07 TiB (smi keeps MiB: scripts parse it)."""
+    if mib is None:
+        return "-"
+    if mib < 1024:
+        return f"{mib:.0f} MiB"
+    gib = mib / 1024
+    if gib < 100:
+        return f"{gib:.1f} GiB"
+    if gib < 1024:
+        return f"{gib:.0f} GiB"
+    return f"{gib / 1024:.2f} TiB"
+
+
+def fmt_mem_pair(used: float | None, total: float | None) -> str:
+    """ "1.54/2.00 TiB": used and total in the total's unit."""
+    if total is None:
+        return fmt_mem(used)
+    text = fmt_mem(total)
+    number, unit = text.split(" ")
+    scale = {"MiB": 1, "GiB": 1024, "TiB": 1024 * 1024}[unit]
+    decimals = len(number.partition(".")[2])
+    return f"{'-' if used is None else f'{used / scale:.{decimals}f}'}/{number} {unit}"
+
+
+def fmt_power(watts: float | None) -> str:
+    if watts is None:
+        return "-"
+    return f"{watts:.0f} W" if watts < 1000 else f"{watts / 1000:.1f} kW"
+
+
 def fmt_number(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{round(value)} {unit}"
 
@@ -108,42 +139,33 @@ def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
     return None
 
 
+# A GPU nobody is known to hold counts as busy anyway when it works this hard or holds this much
+# memory: a metrics-only backend (Prometheus) knows no jobs, and an idle-looking GPU that holds
+# 10 % of its memory is someone's.
+BUSY_UTIL = 5.0
+BUSY_MEMORY_SHARE = 0.10
+
+
+def is_free(gpu: Gpu) -> bool:
+    """Nobody holds it and it does nothing: a flavor could take it now."""
+    if gpu.lost or gpu.job_id is not None:
+        return False
+    if gpu.util is not None and gpu.util >= BUSY_UTIL:
+        return False
+    if gpu.mem_used_mib and gpu.mem_total_mib:
+        return gpu.mem_used_mib < BUSY_MEMORY_SHARE * gpu.mem_total_mib
+    return True
+
+
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     """Whether enough nodes have enough free GPUs for the flavor at this moment."""
     per_node = flavor.gpus_per_node
     ready = sum(
         1
         for node in snapshot.nodes
-        if node.accepts_work
-        and sum(1 for g in node.gpus if g.job_id is None and not g.lost) >= per_node
+        if node.accepts_work and sum(1 for g in node.gpus if is_free(g)) >= per_node
     )
     return ready >= flavor.nodes
-
-
-SPARKS = " ▁▂▃▄▅▆▇█"
-BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def sparkline(values: Sequence[float | None], width: int) -> str:
-    """The last `width` values on a fixed 0..100 scale (never auto-scaled); None is blank."""
-    shown = list(values)[-width:]
-    cells = []
-    for value in shown:
-        if value is None:
-            cells.append(" ")
-        else:
-            level = max(0.0, min(100.0, value)) / 100.0
-            cells.append(SPARKS[max(1, round(level * 8))])
-    return "".join(cells).rjust(width)
-
-
-def bar(percent: float | None, width: int) -> str:
-    """A horizontal bar of `width` cells, eighths of a cell resolved."""
-    if percent is None:
-        return "-".center(width)
-    eighths = round(max(0.0, min(100.0, percent)) / 100.0 * width * 8)
-    full, part = divmod(eighths, 8)
-    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
 
 
 def fmt_runtime(seconds: float) -> str:
@@ -155,15 +177,6 @@ def fmt_runtime(seconds: float) -> str:
     if hours >= 24:
         return f"{hours // 24}d{hours % 24:02d}h"
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m"
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours >= 24:
-        return f"{hours // 24}d{hours % 24:02d}h"
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def fmt_bytes(count: int | None) -> str:

@@ -36,6 +36,9 @@ OTHER_COMMANDS = (
     "python generate.py --batch 64",
 )
 BACKGROUND_SIZES = (8, 8, 8, 8, 4, 4, 2, 1)
+# One MI250 GCD is half of a 500-560 W package: about 45 W idle, 235 W flat out.
+IDLE_POWER_W = 45.0
+POWER_PER_UTIL_W = 1.9
 
 
 def _mix(*parts: int) -> int:
@@ -80,7 +83,7 @@ def _idle_gpu(seed: int, node: str, node_no: int, index: int) -> Gpu:
         MIB_PER_GPU,
         round(temp, 1),
         round(temp + 6.0, 1),
-        90.0,
+        IDLE_POWER_W,
     )
 
 
@@ -250,7 +253,7 @@ class SimulatorBackend:
             mem_total_mib=MIB_PER_GPU,
             temp_c=round(temp, 1),
             mem_temp_c=round(temp + 6.0, 1),
-            power_w=round(90.0 + 4.1 * util, 1),
+            power_w=round(IDLE_POWER_W + POWER_PER_UTIL_W * util, 1),
             job_id=work.job_id,
         )
 
@@ -295,6 +298,8 @@ class SimulatorBackend:
                     tuple(locations),
                     start,
                     t < start,
+                    gpus_wanted=request.gpus,
+                    nodes_wanted=request.nodes,
                 )
             )
         nodes_out: list[Node] = []
@@ -330,19 +335,30 @@ class SimulatorBackend:
             backend=self.name,
             user=self.user,
             nodes=tuple(nodes_out),
-            jobs=tuple(self._with_memory(jobs, nodes_out)),
+            jobs=tuple(self._with_usage(jobs, nodes_out)),
             version_current=self.version_current,
             version_latest=self.version_latest,
             host=self.host,
         )
 
     @staticmethod
-    def _with_memory(jobs: list[Job], nodes: list[Node]) -> list[Job]:
+    def _with_usage(jobs: list[Job], nodes: list[Node]) -> list[Job]:
+        """A job's memory is what its GPUs hold, its utilization their mean: the simulator runs
+        one job per GPU."""
         gpu_by_location = {g.location: g for node in nodes for g in node.gpus}
         out = []
         for job in jobs:
-            used = sum(gpu_by_location[loc].mem_used_mib or 0 for loc in job.gpus)
-            out.append(replace(job, mem_used_mib=used if job.gpus else None))
+            if not job.gpus:
+                out.append(job)
+                continue
+            held = [gpu_by_location[loc] for loc in job.gpus]
+            out.append(
+                replace(
+                    job,
+                    mem_used_mib=sum(g.mem_used_mib or 0 for g in held),
+                    util=round(sum(g.util or 0.0 for g in held) / len(held), 1),
+                )
+            )
         return out
 
     def local_catalog(self) -> None:

@@ -1,14 +1,16 @@
-"""`moai-tui`: the live dashboard of the user's accelerator, its nodes, GPUs, jobs and history.
+"""`moai-tui`: the live dashboard of the cluster, the user's accelerators, their GPUs and jobs.
 
-The backend is sampled in a thread worker, one sample in flight at a time; the next one is
-scheduled only when the last has landed. The result reaches the widgets as a message (a newer
-one replaces an unhandled older one), and each widget repaints only what changed. A backend that
-raises or hangs leaves the last good data on screen, marked stale, with the error.
+The backend is sampled in a thread worker, one sample in flight at a time; the next one starts
+an interval after the last has landed. What the screen shows of a sample (totals, job rows,
+where an idle device would land) is derived in that thread too, and reaches the widgets as a
+message (a newer one replaces an unhandled older one). A backend that raises or hangs leaves the
+last good data on screen, marked stale, with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -16,14 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import partial
 
 from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.geometry import Size
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
@@ -33,34 +36,45 @@ from moai_tui.catalog import Catalog
 from moai_tui.config import MAX_INTERVAL, MIN_INTERVAL
 from moai_tui.context import Context
 from moai_tui.errors import MoaiError, UsageError
+from moai_tui.history import History
 from moai_tui.model import ClusterSnapshot
+from moai_tui.overview import (
+    ClusterSummary,
+    JobRow,
+    Landing,
+    device_state,
+    job_rows,
+    landing,
+    summarise,
+)
 from moai_tui.sampling import Outcome, Sample, Sampler
 from moai_tui.text.messages import CURRENT_OK, RELEASE_NONE, RELEASE_OK, SWITCHED
-from moai_tui.text.smi import safe_command
+from moai_tui.text.safe import printable
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
-    DeviceList,
-    GpuMap,
-    GpuScroll,
+    GRID_SORTS,
+    JOB_SORTS,
+    ClusterBar,
+    ClusterGrid,
+    DeviceRow,
+    DeviceTable,
+    GridData,
     HeaderBar,
-    History,
-    JobList,
+    HeaderData,
+    JobTable,
+    Legend,
     SidePanel,
-    load_style,
+    fmt_pct,
+    load_class,
+    node_memory,
+    node_temp,
+    node_util,
 )
-from moai_tui.view import (
-    DeviceView,
-    fmt_bytes,
-    fmt_duration,
-    fmt_mib,
-    fmt_percent,
-    fmt_runtime,
-    sparkline,
-)
+from moai_tui.view import DeviceView
 
 MIN_SIZE = (60, 15)
-JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
+JOBS_MIN_ROWS = 6  # the jobs table keeps at least this many lines (header included)
 
 
 def follow_terminal_size() -> None:
@@ -71,41 +85,92 @@ def follow_terminal_size() -> None:
         os.environ.pop(name, None)
 
 
+@dataclass(frozen=True)
+class Frame:
+    """A sample and what the screen shows of it, derived off the UI thread."""
+
+    sample: Sample
+    summary: ClusterSummary
+    jobs: tuple[JobRow, ...]
+    states: dict[int, str]  # device -> its row's state phrase
+    landings: dict[int, Landing]  # idle device -> where its flavor would start now
+    holders: dict[int, str]  # job id -> user
+    mine: frozenset[str]  # locations of the user's GPUs
+
+
+def derive(sample: Sample, flavors) -> Frame:
+    snapshot = sample.snapshot
+    views = sample.views
+    landings = {
+        v.device: landing(v.flavor, snapshot)
+        for v in views
+        if v.flavor is not None and v.job is None and not snapshot.attached
+    }
+    return Frame(
+        sample=sample,
+        summary=summarise(snapshot, views, flavors),
+        jobs=tuple(job_rows(snapshot, views)),
+        states={v.device: device_state(v, snapshot, snapshot.time) for v in views},
+        landings=landings,
+        holders={job.job_id: job.user for job in snapshot.jobs},
+        mine=frozenset(g.location for v in views for g in v.gpus),
+    )
+
+
 class Sampled(Message):
-    def __init__(self, outcome: Outcome):
+    def __init__(self, frame: Frame | None, error: str | None, history=()):
         super().__init__()
-        self.sample = outcome.sample
-        self.error = outcome.error
-        self.history = outcome.history
+        self.frame = frame
+        self.error = error
+        self.history = history
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Sampled)
 
 
+class LeftColumn(Vertical):
+    """The grid and the jobs table share this column: the grid takes what its layout needs, up
+    to what leaves the jobs table its minimum."""
+
+    def on_resize(self) -> None:
+        jobs = max(JOBS_MIN_ROWS, self.size.height // 3)
+        self.app.query_one(ClusterGrid).set_budget(self.size.height - jobs - 2)
+
+
 class MoaiApp(App[int]):
     TITLE = "moai-tui"
     CSS_PATH = "app.tcss"
+    AUTO_FOCUS = "#grid"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
-        Binding("q", "quit", "quit"),
         Binding("f", "flavors", "flavor"),
-        Binding("d", "choose_device", "use device"),
+        Binding("r", "stop_job", "stop job"),
+        Binding("s", "sort", "sort"),
         Binding("p", "pause", "pause"),
-        Binding("plus,equals_sign", "interval(2.0)", "interval", key_display="+"),
-        Binding("minus", "interval(0.5)", "interval", key_display="-"),
         Binding("t", "next_theme", "theme"),
-        Binding("r", "reset", "reset"),
-        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("question_mark,h,f1", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("plus,equals_sign", "interval(2.0)", "slower", key_display="+"),
+        Binding("minus", "interval(0.5)", "faster", key_display="-"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("d", "choose_device", "use device", show=False),
+        Binding("ctrl+l", "redraw", "redraw", show=False),
     ]
     KEY_HELP = (
-        ("q", "quit"),
         ("f", "flavor picker for the selected device"),
-        ("d / enter", "make the selected device current"),
+        (
+            "r",
+            "stop a job (the job under the cursor in the jobs table, else the selected device's)",
+        ),
+        ("s", "sort the focused table: GPU grid (name, util, memory, temperature) or jobs"),
         ("p", "pause / resume refresh"),
-        ("+ / -", "longer / shorter refresh interval (0.25 s to 10 s)"),
-        ("t", "next theme"),
-        ("r", "reset: stop the selected device's job (asks first)"),
-        ("?", "this help"),
-        ("tab", "move focus: devices, GPUs, jobs"),
+        ("t", "next theme (remembered)"),
+        ("+ / -", "refresh slower / faster (0.25 s to 10 s)"),
+        ("d / enter", "make the selected device current (*)"),
+        ("tab", "move focus: GPU grid, jobs, devices; arrows move inside"),
+        ("ctrl+l", "redraw the screen"),
+        ("? / h / F1", "this help"),
+        ("q / ctrl+c", "quit"),
         ("ctrl+p", "command palette"),
     )
 
@@ -121,33 +186,41 @@ class MoaiApp(App[int]):
         super().__init__()
         self.ctx = ctx
         self.backend = ctx.backend
-        self.interval = max(MIN_INTERVAL, interval)
+        self.interval = clamp_interval(interval)
         self.hang_after = hang_after
         self.requested_theme = theme
         self.sampler = sampler or Sampler(ctx, host_probe=None)
         self._first = first  # a sample started before the UI, if any
         self.history = History()
-        self.sample: Sample | None = None
-        self.samples_shown = 0  # counts samples on screen: a cheap key for "data changed"
+        self.frame: Frame | None = None
         self.error: str | None = None
         self.paused = False
         self.in_flight_since: float | None = None  # set by the poller thread
+        self.last_sample_at = time.monotonic()
         self._wake = threading.Event()
         self.host_name = socket.gethostname()
         self.our_themes: list[str] = []
+        self._shown_theme = ""
+
+    @property
+    def sample(self) -> Sample | None:
+        return self.frame.sample if self.frame else None
 
     # Layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
             yield HeaderBar(id="header")
-            yield Static(id="notice")
-            yield DeviceList(id="devices")
+            yield ClusterBar(id="cluster")
+            yield Static(id="notice", markup=False)
+            yield DeviceTable(id="devices")
             with Horizontal(id="middle"):
-                with GpuScroll(id="gpu-scroll"):
-                    yield GpuMap(id="gpus")
+                with LeftColumn(id="left"):
+                    with Vertical(id="grid-pane"):
+                        yield ClusterGrid(id="grid")
+                        yield Legend(id="legend")
+                    with Vertical(id="jobs-pane"):
+                        yield JobTable(id="jobs")
                 yield SidePanel(id="side")
-            with VerticalScroll(id="jobs"):
-                yield JobList(id="job-list")
         yield Static(
             f"Enlarge the terminal: moai-tui needs at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.",
             id="too-small",
@@ -162,18 +235,24 @@ class MoaiApp(App[int]):
         wanted = self.requested_theme or self._saved_theme() or DEFAULT_THEME
         # Textual's own dark theme if even ours is missing (a broken install): never a traceback.
         fallbacks = (wanted, DEFAULT_THEME, "textual-dark")
-        self.theme = next(name for name in fallbacks if name in self.available_themes)
+        self.theme = self._shown_theme = next(n for n in fallbacks if n in self.available_themes)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         # Held once: a sample landing during shutdown must not query a screen being torn down.
         self.header = self.query_one(HeaderBar)
-        self.devices = self.query_one(DeviceList)
-        self.gpu_map = self.query_one(GpuMap)
-        self.gpu_scroll = self.query_one("#gpu-scroll")
+        self.cluster = self.query_one(ClusterBar)
+        self.devices = self.query_one(DeviceTable)
+        self.grid = self.query_one(ClusterGrid)
+        self.legend = self.query_one(Legend)
         self.side = self.query_one(SidePanel)
-        self.jobs = self.query_one(JobList)
-        if self.backend.notice:
-            self._notice(self.backend.notice)
+        self.jobs = self.query_one(JobTable)
+        self.notice = self.query_one("#notice", Static)
+        self._show_notice()
+        self._show_header()
         if self._first is not None and self._first.done():  # data in the very first frame
-            self.on_sampled(Sampled(self._first.result()))
+            try:
+                self.on_sampled(self._message(self._first.result()))
+            except Exception as error:  # the first sample failed: the poller says so next
+                self.error = describe(error)
             self._first = None
         self._poll_loop()
         self.set_interval(1.0, self._watch)
@@ -188,20 +267,14 @@ class MoaiApp(App[int]):
         except MoaiError:
             return None
 
-    def _notice(self, text: str) -> None:
-        notice = self.query_one("#notice", Static)
-        notice.update(text)
-        notice.set_class(bool(text), "shown")
-
     def on_resize(self, event: events.Resize) -> None:
-        self._check_size(event.size)  # self.size can still be the old size here
-        if self.sample is not None:
-            self._show_gpus()
+        self._check_size(event.size)
+        self.query_one(Footer).compact = event.size.width < 100
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poller see it is cancelled now, not an interval later
 
-    def _check_size(self, size: Size) -> None:
+    def _check_size(self, size) -> None:
         width, height = size
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         if self.screen.has_class("too-small") != small:  # restyle only on a change
@@ -212,59 +285,85 @@ class MoaiApp(App[int]):
         """Sample now (after a switch, on resume) instead of at the end of the interval."""
         self._wake.set()
 
+    def _message(self, outcome: Outcome) -> Sampled:
+        """What the widgets need from an outcome, derived here (in the poller thread)."""
+        if outcome.sample is None:
+            return Sampled(None, outcome.error)
+        return Sampled(derive(outcome.sample, self.ctx.catalog.flavors), None, outcome.history)
+
     @work(thread=True, exit_on_error=False, group="poll")
     def _poll_loop(self) -> None:
         """One thread for the app's life, one sample in flight: the next interval starts when
-        the last sample has been handed over (a worker per tick cost more than the sample)."""
+        the last sample has been handed over (a worker per tick cost more than the sample).
+        Nothing that goes wrong in a sample ends the loop: it is shown, and the next one runs."""
         worker = get_current_worker()
         while not worker.is_cancelled:
-            if self._first is not None:
-                outcome, self._first = self._first.result(), None
-                self.post_message(Sampled(outcome))
-            elif not self.paused:
-                self.in_flight_since = time.monotonic()
-                outcome = self.sampler.take()
+            try:
+                if self._first is not None:
+                    first, self._first = self._first, None
+                    self.post_message(self._message(first.result()))
+                elif not self.paused:
+                    self.in_flight_since = time.monotonic()
+                    self.post_message(self._message(self.sampler.take()))
+            except Exception as error:  # a bug of ours, not the backend's: keep going, say it
+                self.post_message(Sampled(None, describe(error)))
+            finally:
                 self.in_flight_since = None
-                self.post_message(Sampled(outcome))
             self._wake.wait(self.interval)
             self._wake.clear()
 
     def on_sampled(self, message: Sampled) -> None:
-        if message.sample is not None:
+        if message.frame is not None:
             self.error = None
-            self.sample = message.sample
-            current = next((v for v in self.sample.views if v.current), None)
+            self.frame = message.frame
+            self.last_sample_at = time.monotonic()
+            sample = self.frame.sample
+            current = next((v for v in sample.views if v.current), None)
             if message.history and current is not None:
                 self.history.preload(current.device, message.history[:-1])
-            self.history.add(self.sample.views, self.sample.snapshot)
-            self.samples_shown += 1
-            self._render_sample()
+            self.history.add(sample.views, sample.snapshot)
+            self._render_frame()
         else:
             self.error = message.error
+        self._show_notice()
         self._show_header()
 
     def _watch(self) -> None:
         """Once a second: a backend that hangs is shown as such while its sample is still out,
         and the size check runs again (a resize during start-up can outrun the Resize event)."""
         self._show_header()
+        self._show_notice()
         self._check_size(self.size)
 
     def stale_reason(self) -> str | None:
         if self.error:
             return self.error
+        if self.paused:
+            return None
+        allowed = self.hang_after or max(3.0, 3 * self.interval)
         if self.in_flight_since is not None:
             waited = time.monotonic() - self.in_flight_since
-            if waited > (self.hang_after or max(3.0, 3 * self.interval)):
+            if waited > allowed:
                 return f"backend not answering for {waited:.0f} s"
+        silent = time.monotonic() - self.last_sample_at
+        if self.frame is not None and silent > allowed + self.interval:
+            return f"no new sample for {silent:.0f} s"
         return None
 
     # Rendering ------------------------------------------------------------------------------
-    def _render_sample(self) -> None:
-        sample = self.sample
-        devices = self.devices
-        devices.show_views(sample.views)
-        self._show_gpus()
-        self._show_side()
+    def _render_frame(self) -> None:
+        frame = self.frame
+        sample = frame.sample
+        snapshot = sample.snapshot
+        self.cluster.show(frame.summary, snapshot.local)
+        rows = []
+        for view in sample.views:
+            power = [g.power_w for g in view.gpus if g.power_w is not None]
+            rows.append(
+                DeviceRow(view, frame.states.get(view.device, ""), sum(power) if power else None)
+            )
+        self.devices.show(rows)
+        self._show_grid()
         self._show_jobs()
 
     def selected_view(self) -> DeviceView | None:
@@ -279,126 +378,116 @@ class MoaiApp(App[int]):
     def _show_header(self) -> None:
         snapshot = self.sample.snapshot if self.sample else None
         stale = self.stale_reason()
-        status = ("paused", "warning") if self.paused else ("live", "success")
         if stale:
-            status = ("STALE", "error")
-        theme = self.current_theme
-        text = Text(" MoAI ", style=f"bold reverse {theme.primary}")
-        text.append(f" ● {status[0]}", style=f"bold {getattr(theme, status[1]) or ''}")
-        text.append(f" {self.interval:g}s")
-        if stale:
-            text.append(f"  {stale}", style=theme.error or "red")
-        elif self.sample is not None and self.sample.invalid:
-            text.append(f"  ⚠ {self.sample.invalid}", style=theme.warning or "yellow")
-        if snapshot:
-            text.append(
-                f" │ {snapshot.backend} │ {snapshot.host or self.host_name} │ "
-                f"Current Version: {snapshot.version_current}  "
-                f"Latest Version: {snapshot.version_latest}"
-            )
-        key = (text.plain, theme.name)
-        self.header.show(key, lambda _width: text)
-
-    def _show_gpus(self) -> None:
-        view = self.selected_view()
-        gpu_map = self.gpu_map
-        if view is None:
-            gpu_map.set_gpus((), "no devices")
-        elif not view.active:
-            waiting = view.job is not None and view.job.waiting
-            message = f"Device {view.device} ({view.flavor_name}): " + (
-                "job waiting for free GPUs..."
-                if waiting
-                else "idle, no GPUs allocated. Start a job to see them "
-                "(moai-tui run -- CMD, or moai-tui sim start CMD)."
-            )
-            gpu_map.set_gpus((), message)
+            status, style = "STALE", "stale"
+            age = time.monotonic() - self.last_sample_at
+            detail = f"last data {age:.0f} s ago" if self.frame else "no data yet"
+        elif self.paused:
+            status, style, detail = "paused", "paused", "p resumes"
         else:
-            gpu_map.set_gpus(view.gpus, "")
-
-    def on_gpu_map_node_changed(self, message: GpuMap.NodeChanged) -> None:
-        self._show_side()
-
-    def on_device_list_highlighted(self, message: DeviceList.Highlighted) -> None:
-        if self.sample is not None:
-            self._show_gpus()
-            self._show_side()
-
-    def _show_side(self) -> None:
-        view = self.selected_view()
-        gpu_map = self.gpu_map
-        node = gpu_map.current_node() if gpu_map.compact else None
-        key = (self.samples_shown, view and view.device, node, self.current_theme.name)
-        self.side.show(key, partial(self._side_text, view, node, self.current_theme))
-
-    def _side_text(self, view: DeviceView | None, node: str | None, theme, width: int) -> Text:
-        width = max(10, width - 10)
-        text = Text()
-        if view is not None:
-            points = list(self.history.devices.get(view.device, ()))
-            util = [u for u, _ in points]
-            mem = [m for _, m in points]
-            text.append(f"Device {view.device} · {view.flavor_name}\n", style="bold")
-            text.append("util ")
-            text.append(sparkline(util, width), style=load_style(theme, view.utilization))
-            text.append(f"{fmt_percent(view.utilization):>5}\n")
-            mem_now = mem[-1] if mem else None
-            text.append("mem  ")
-            text.append(sparkline(mem, width), style=load_style(theme, mem_now))
-            text.append(f"{fmt_percent(mem_now):>5}\n")
-            text.append("     0-100 % scale, last ", style="dim")
-            text.append(f"{fmt_duration(len(points) * self.interval)}\n", style="dim")
-            if node is not None:
-                node_util = list(self.history.nodes.get(node, ()))
-                gpus = dict(self.gpu_map.nodes).get(node, [])
-                text.append(f"\n{node}\n", style="bold")
-                text.append("util ")
-                text.append(sparkline(node_util, width))
-                text.append(f"{fmt_percent(node_util[-1] if node_util else None):>5}\n")
-                for gpu in gpus:
-                    text.append(
-                        f"  {gpu.index} {fmt_percent(gpu.util):>5}  "
-                        f"{fmt_mib(gpu.mem_used_mib):>10}  "
-                        f"{'-' if gpu.temp_c is None else f'{gpu.temp_c:.0f}°C'}\n"
-                    )
-        if self.sample is not None and self.sample.host_cpu is not None:
-            text.append(
-                f"\nhost {self.host_name}: cpu {self.sample.host_cpu:4.1f} %  "
-                f"mem {self.sample.host_mem:4.1f} %",
-                style="dim",
+            status, style, detail = "live", "live", f"every {self.interval:g}s"
+        self.header.show(
+            HeaderData(
+                status=status,
+                status_class=style,
+                detail=detail,
+                source=snapshot.backend if snapshot else self.backend.name,
+                host=snapshot.host if snapshot and snapshot.host else self.host_name,
+                version=version_label(snapshot) if snapshot else "",
             )
-        return text
+        )
+
+    def _show_notice(self) -> None:
+        """Whatever the user must read in full: why the data is stale, invalid readings, how
+        the backend was chosen. Never cut, never parsed as markup."""
+        lines = []
+        if self.backend.notice:
+            lines.append(self.backend.notice)
+        stale = self.stale_reason()
+        if stale:
+            lines.append(f"⚠ {stale}")
+        elif self.sample is not None and self.sample.invalid:
+            lines.append(f"⚠ {self.sample.invalid}")
+        text = printable("\n".join(lines))
+        if str(self.notice.content) != text:
+            self.notice.update(Content(text))
+            self.notice.set_class(bool(text), "shown")
+            self.notice.set_class(bool(stale), "error")
+
+    def _show_grid(self) -> None:
+        frame = self.frame
+        if frame is None:
+            return
+        view = self.selected_view()
+        selected = frozenset(g.location for g in view.gpus) if view else frozenset()
+        where = frame.landings.get(view.device) if view else None
+        self.grid.show(
+            GridData(
+                frame.sample.snapshot,
+                frame.mine,
+                selected,
+                where if where is not None and not where.wait_reason else None,
+                frame.holders,
+            )
+        )
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        grid = self.grid
+        frame = self.frame
+        hidden = max(0, grid.rows_needed - len(grid.lines))
+        self.query_one("#grid-pane").border_title = Content(
+            f"Cluster · {len(grid.nodes)} nodes" if grid.nodes else "Cluster"
+        )
+        node = next((n for n in grid.nodes if n.name == grid.current_node()), None)
+        node_line = ()
+        if node is not None and self.screen.has_class("-narrow"):
+            util, memory, temp = node_util(node), node_memory(node), node_temp(node)
+            node_line = (
+                (printable(node.name), "bold"),
+                (f" {fmt_pct(util)}", load_class(util)),
+                (f" mem {fmt_pct(memory)}", "dim"),
+                ("" if temp is None else f" {temp:.0f}°C", "dim"),
+            )
+        self.legend.show(grid.sort, hidden, node_line, grid.mode)
+        if frame is None:
+            return
+        view = self.selected_view()
+        points = tuple(self.history.devices.get(view.device, ())) if view else ()
+        sample = frame.sample
+        host = ""
+        if sample.host_cpu is not None:
+            host = f"host {self.host_name}: cpu {sample.host_cpu:.0f}%  mem {sample.host_mem:.0f}%"
+        self.side.show(view, points, self.interval, node, frame.holders, frame.mine, host)
 
     def _show_jobs(self) -> None:
-        sample = self.sample
-        now = sample.snapshot.time
-        mine = [
-            j
-            for j in sample.snapshot.jobs
-            if j.user == sample.snapshot.user and j.device is not None
-        ]
-        others = [j for j in sample.snapshot.jobs if j not in mine][:JOB_ROWS]
-        rows: dict[str, tuple[str, ...]] = {}
-        for job in mine + others:
-            cpu, rss = sample.processes.get(job.pid, (None, None))
-            rows[str(job.job_id)] = (
-                "-" if job.device is None else str(job.device),
-                str(job.job_id),
-                str(job.pid),
-                job.user,
-                safe_command(job.command),
-                "waiting" if job.waiting else fmt_mib(job.mem_used_mib),
-                "-" if job.util is None else f"{job.util:.0f}",
-                fmt_runtime(now - job.started) if job.started else "-",
-                "-" if cpu is None else f"{cpu:.0f}",
-                fmt_bytes(rss),
-            )
-        self.jobs.show_rows(rows)
+        frame = self.frame
+        sample = frame.sample
+        self.jobs.show(frame.jobs, sample.snapshot.local, sample.processes)
+        running = sum(1 for r in frame.jobs if not r.job.waiting)
+        waiting = len(frame.jobs) - running
+        title = f"Jobs · {running} running" + (f", {waiting} waiting" if waiting else "")
+        users = frame.summary.users
+        if users:
+            shown = ", ".join(f"{printable(user)} {gpus}" for user, gpus in users[:6])
+            title += f" · GPUs by user: {shown}" + (" …" if len(users) > 6 else "")
+        title += f" · sort: {self.jobs.sort} (s)"
+        self.query_one("#jobs-pane").border_title = Content(title)
+
+    def on_cluster_grid_node_changed(self, message: ClusterGrid.NodeChanged) -> None:
+        self._show_detail()
+
+    def on_device_table_highlighted(self, message: DeviceTable.Highlighted) -> None:
+        self._show_grid()
+
+    def on_device_table_selected(self, message: DeviceTable.Selected) -> None:
+        self.action_choose_device()
 
     # Actions --------------------------------------------------------------------------------
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        """Every key of the dashboard is in the command palette (ctrl+p) too."""
-        yield from super().get_system_commands(screen)
+        """Every key of the dashboard in the command palette (ctrl+p), and our themes; none of
+        Textual's generic entries (its theme list, screenshot, keys, maximize)."""
+        yield SystemCommand("Quit (q)", "Quit moai-tui", self.action_quit)
         if screen is not self.screen_stack[0]:
             return
         yield SystemCommand(
@@ -407,27 +496,42 @@ class MoaiApp(App[int]):
         yield SystemCommand(
             "Use device (d)", "Make the selected device current", self.action_choose_device
         )
+        yield SystemCommand(
+            "Stop job (r)", "Stop a job of yours (asks first)", self.action_stop_job
+        )
+        yield SystemCommand(
+            "Sort (s)", "Sort the focused table by the next column", self.action_sort
+        )
         yield SystemCommand("Pause / resume (p)", "Stop or restart refreshing", self.action_pause)
         yield SystemCommand(
-            "Longer interval (+)", "Refresh less often", partial(self.action_interval, 2.0)
+            "Slower refresh (+)", "Refresh less often", partial(self.action_interval, 2.0)
         )
         yield SystemCommand(
-            "Shorter interval (-)", "Refresh more often", partial(self.action_interval, 0.5)
+            "Faster refresh (-)", "Refresh more often", partial(self.action_interval, 0.5)
         )
         yield SystemCommand("Next theme (t)", "Cycle the moai-tui themes", self.action_next_theme)
-        yield SystemCommand(
-            "Reset device (r)", "Stop the selected device's job (asks first)", self.action_reset
-        )
+        for name in self.our_themes:
+            yield SystemCommand(
+                f"Theme: {name}",
+                "Use this theme (remembered)",
+                partial(setattr, self, "theme", name),
+            )
+        yield SystemCommand("Redraw (ctrl+l)", "Paint the whole screen again", self.action_redraw)
         yield SystemCommand("Help (?)", "Every key", self.action_help)
+
+    def say(self, message: str, severity: str = "information", timeout: float = 4) -> None:
+        """A toast whose text is never parsed as markup (it may quote a command or a path)."""
+        self.notify(printable(message), severity=severity, timeout=timeout, markup=False)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
         if not self.paused:
+            self.last_sample_at = time.monotonic()
             self.poll()
         self._show_header()
 
     def action_interval(self, factor: float) -> None:
-        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, round(self.interval * factor * 4) / 4))
+        self.interval = clamp_interval(round(self.interval * factor * 4) / 4)
         self._show_header()
 
     def action_next_theme(self) -> None:
@@ -436,31 +540,49 @@ class MoaiApp(App[int]):
             names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
         )
         self.theme = following
-        self._run_action(lambda: actions.remember_theme(self.ctx, following), None)
-        self._show_header()
-        if self.sample is not None:
-            self._render_sample()
+
+    def _theme_changed(self, theme) -> None:
+        """However the theme changed (t, the palette): remember it and say which it is."""
+        name = theme.name
+        if name == self._shown_theme:  # the signal of the theme set at start
+            return
+        self._shown_theme = name
+        self._run_action(lambda: actions.remember_theme(self.ctx, name), None)
+        self.say(f"theme: {name}", timeout=2)
+
+    def action_redraw(self) -> None:
+        """Paint every cell again: whatever another program wrote over the screen goes."""
+        self.screen.refresh(self.screen.region, repaint=True)
+        self.refresh(layout=True)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.KEY_HELP))
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.KEY_HELP))
+
+    def action_sort(self) -> None:
+        if self.focused is self.grid:
+            self.grid.set_sort(GRID_SORTS[(GRID_SORTS.index(self.grid.sort) + 1) % len(GRID_SORTS)])
+            self._show_detail()
+        else:
+            self.jobs.set_sort(JOB_SORTS[(JOB_SORTS.index(self.jobs.sort) + 1) % len(JOB_SORTS)])
+            if self.frame is not None:
+                self._show_jobs()
 
     def action_choose_device(self) -> None:
         view = self.selected_view()
         if view is not None:
-            self._run_action(
-                lambda: actions.make_current(self.ctx, view.device),
-                CURRENT_OK,
-            )
-
-    def on_device_list_selected(self, message: DeviceList.Selected) -> None:
-        self.action_choose_device()
+            self._run_action(lambda: actions.make_current(self.ctx, view.device), CURRENT_OK)
 
     def action_flavors(self) -> None:
+        if self.sample is None:
+            self.say(self.error or "no sample yet: the flavor list needs one", "error", 6)
+            return
         view = self.selected_view()
-        state = self.sample.state if self.sample else self.ctx.store.load()
+        state = self.sample.state
         device = view.device if view else state.current
         current = state.device(device).flavor if state.device(device) else ""
-        snapshot = self.sample.snapshot if self.sample else None
+        job = view.job if view else None
+        busy = (job.job_id, job.command) if job is not None else None
 
         def chosen(name: str | None) -> None:
             if name:
@@ -469,24 +591,35 @@ class MoaiApp(App[int]):
                     SWITCHED.format(name=name),
                 )
 
-        self.push_screen(FlavorPicker(self.ctx.catalog, current, snapshot, device), chosen)
+        self.push_screen(
+            FlavorPicker(self.ctx.catalog, current, self.sample.snapshot, device, busy=busy),
+            chosen,
+        )
 
-    def action_reset(self) -> None:
-        view = self.selected_view()
-        if view is None or view.job is None:
-            self.notify(RELEASE_NONE, severity="warning")
+    def action_stop_job(self) -> None:
+        row = self.jobs.selected() if self.focused is self.jobs else None
+        if row is not None and not row.mine:
+            who = printable(row.job.user)
+            self.say(
+                f"job {row.job.job_id} is {who}'s: only your own jobs can be stopped", "warning"
+            )
+            return
+        if row is not None:
+            device, job = row.job.device, row.job
+        else:
+            view = self.selected_view()
+            device, job = (view.device, view.job) if view else (None, None)
+        if job is None or device is None:
+            self.say(RELEASE_NONE, "warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_action(lambda: actions.release(self.ctx, view.device), RELEASE_OK)
+                self._run_action(lambda: actions.release(self.ctx, device), RELEASE_OK)
 
-        self.push_screen(
-            ConfirmScreen(
-                f"Stop job {view.job.job_id} ({view.job.command}) on device {view.device}?"
-            ),
-            answered,
-        )
+        question = Text(f"Stop job {job.job_id} on device {device}?\n")
+        question.append(printable(job.command), style="bold")
+        self.push_screen(ConfirmScreen(question), answered)
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _run_action(self, action: Callable[[], object], success: str | None) -> None:
@@ -494,11 +627,37 @@ class MoaiApp(App[int]):
         try:
             action()
         except MoaiError as error:
-            self.call_from_thread(self.notify, str(error), severity="error", timeout=6)
+            self.call_from_thread(self.say, str(error), "error", 6)
             return
         if success:
-            self.call_from_thread(self.notify, success)
+            self.call_from_thread(self.say, success)
         self.poll()
+
+
+def clamp_interval(seconds: float) -> float:
+    if not math.isfinite(seconds):
+        return 1.0
+    return min(MAX_INTERVAL, max(MIN_INTERVAL, seconds))
+
+
+def describe(error: BaseException) -> str:
+    """A one-line reason: the message of our own errors, the type too for anything else."""
+    if isinstance(error, MoaiError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def version_label(snapshot: ClusterSnapshot) -> str:
+    """What the version in the header is: the platform's, or a driver's."""
+    current, latest = snapshot.version_current, snapshot.version_latest
+    if snapshot.platform == "Moreh AI Platform":
+        label = f"MoAI {current}"
+        if latest not in ("-", "", current):
+            label += f" (latest {latest})"
+        return label
+    if current in ("-", ""):
+        return snapshot.platform
+    return f"{snapshot.platform} {current}"
 
 
 def run_app(
@@ -517,22 +676,33 @@ def run_app(
 
 class PickerApp(App[str | None]):
     """`moai-tui switch` on a terminal: just the flavor picker, returning the chosen name.
-    The snapshot (for "fits now") is taken by the caller before the UI starts."""
+    The snapshot (for "fits now") is taken and the themes are loaded by the caller before the
+    UI starts, so a bad theme file is one line, not a traceback."""
+
+    CSS_PATH = "app.tcss"
 
     def __init__(
-        self, catalog: Catalog, device: int, current: str, snapshot: ClusterSnapshot | None
+        self,
+        catalog: Catalog,
+        device: int,
+        current: str,
+        snapshot: ClusterSnapshot | None,
+        themes: dict | None = None,
+        busy=None,
     ):
         super().__init__()
         self.catalog = catalog
         self.device = device
         self.current = current
         self.snapshot = snapshot
+        self.themes = themes or {}
+        self.busy = busy
 
     def on_mount(self) -> None:
-        themes = load_themes()
-        for theme in themes.values():
+        for theme in self.themes.values():
             self.register_theme(theme)
-        self.theme = DEFAULT_THEME if DEFAULT_THEME in themes else self.theme
+        self.theme = DEFAULT_THEME if DEFAULT_THEME in self.themes else self.theme
         self.push_screen(
-            FlavorPicker(self.catalog, self.current, self.snapshot, self.device), self.exit
+            FlavorPicker(self.catalog, self.current, self.snapshot, self.device, busy=self.busy),
+            self.exit,
         )
