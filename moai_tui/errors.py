@@ -27,3 +27,11 @@ class BackendError(MoaiError):
 
 class ToolMessage(RefusedError):
     """A refusal whose text is the MoAI tool's own message: printed as it is, no prefix."""
+
+
+def describe(error: BaseException) -> str:
+    """One line for the user: our own errors' message as it is (it says what to do), the type
+    too for anything else (a bug or a library's error, where the type is half the story)."""
+    if isinstance(error, MoaiError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
 from moai_tui.context import Context
+from moai_tui.errors import describe
 from moai_tui.model import ClusterSnapshot
 from moai_tui.pipeline import Sample, take_sample
 from moai_tui.state import State
@@ -82,7 +83,7 @@ class Sampler:
                 sample = replace(sample, host_cpu=host_cpu, host_mem=host_mem, processes=processes)
             return Outcome(sample)
         except Exception as error:  # any backend failure: keep the last data, say why
-            return Outcome(None, f"{type(error).__name__}: {error}")
+            return Outcome(None, describe(error))
 
     def _load_state(self) -> State:
         """Re-read the state file only when it changed (a switch in another terminal). Every
@@ -115,7 +116,7 @@ class Sampler:
             try:
                 outcome = self.take_first(history_s, step)
             except Exception as error:
-                outcome = Outcome(None, f"{type(error).__name__}: {error}")
+                outcome = Outcome(None, describe(error))
             future.set_result(outcome)
 
         threading.Thread(target=run, name="first-sample", daemon=True).start()

@@ -35,7 +35,7 @@ from moai_tui import actions
 from moai_tui.catalog import Catalog
 from moai_tui.config import MAX_INTERVAL, MIN_INTERVAL
 from moai_tui.context import Context
-from moai_tui.errors import MoaiError, UsageError
+from moai_tui.errors import MoaiError, UsageError, describe
 from moai_tui.history import History
 from moai_tui.model import ClusterSnapshot
 from moai_tui.overview import (
@@ -638,13 +638,6 @@ def clamp_interval(seconds: float) -> float:
     if not math.isfinite(seconds):
         return 1.0
     return min(MAX_INTERVAL, max(MIN_INTERVAL, seconds))
-
-
-def describe(error: BaseException) -> str:
-    """A one-line reason: the message of our own errors, the type too for anything else."""
-    if isinstance(error, MoaiError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 def version_label(snapshot: ClusterSnapshot) -> str:
