@@ -92,6 +92,11 @@ def fmt_percent(value: float | None) -> str:
     return "-" if value is None else f"{round(value):3d} %"
 
 
+def plural(count: int, word: str) -> str:
+    """1 GPU, 2 GPUs."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def fmt_mem(mib: float | None) -> str:
     """Memory as people read it: 397 MiB, 48.0 GiB, 3.07 TiB (smi keeps MiB: scripts parse it)."""
     if mib is None:

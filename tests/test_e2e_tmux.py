@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,18 @@ from moai_tui.state import parse_state
 
 assert shutil.which("tmux"), "tmux is required (installed by .ci/run)"
 
+# A tmux server of these tests' own, kept alive by one idle session: the default server is
+# shared with whatever else runs tmux, and one that exits when its last session closes races a
+# test's next new-session.
+TMUX = ("tmux", "-L", f"moai-tests-{os.getpid()}", "-f", "/dev/null")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tmux_server():
+    subprocess.run([*TMUX, "new-session", "-d", "-s", "keep", "sleep 86400"], check=True)
+    yield
+    subprocess.run([*TMUX, "kill-server"], capture_output=True)
+
 
 class Terminal:
     def __init__(self, command: str, env: dict, size=(120, 40)):
@@ -26,7 +39,7 @@ class Terminal:
         script = f"sleep 0.5; env {exports} {command}; echo EXIT=$?; sleep 60"
         subprocess.run(
             [
-                "tmux",
+                *TMUX,
                 "new-session",
                 "-d",
                 "-s",
@@ -43,24 +56,25 @@ class Terminal:
 
     def resize(self, width: int, height: int) -> None:
         subprocess.run(
-            ["tmux", "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)],
+            [*TMUX, "resize-window", "-t", self.name, "-x", str(width), "-y", str(height)],
             check=True,
         )
 
-    def screen(self) -> str:
+    def screen(self, escapes: bool = False) -> str:
+        """The pane's text; with `escapes`, with the colour codes tmux would send."""
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name],
+            [*TMUX, "capture-pane", "-p", *(["-e"] if escapes else []), "-t", self.name],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*TMUX, "send-keys", "-t", self.name, *keys], check=True)
 
     def flag(self, name: str) -> str:
         return subprocess.run(
-            ["tmux", "display-message", "-p", "-t", self.name, f"#{{{name}}}"],
+            [*TMUX, "display-message", "-p", "-t", self.name, f"#{{{name}}}"],
             capture_output=True,
             text=True,
             check=True,
@@ -75,12 +89,21 @@ class Terminal:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
 
+    def wait_gone(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text not in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never went away; screen:\n{self.screen()}")
+
     def app_pid(self) -> int:
         out = subprocess.run(
             ["pgrep", "-f", f"{moai_exe()} --backend simulator"], capture_output=True, text=True
         ).stdout.split()
         pane_pids = subprocess.run(
-            ["tmux", "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
+            [*TMUX, "list-panes", "-t", self.name, "-F", "#{pane_pid}"],
             capture_output=True,
             text=True,
         ).stdout.split()
@@ -91,7 +114,7 @@ class Terminal:
         raise AssertionError("moai-tui process not found")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*TMUX, "kill-session", "-t", self.name], capture_output=True)
 
 
 def _descends_from(pid: int, ancestors: set[int]) -> bool:
@@ -133,13 +156,45 @@ def test_dashboard_in_a_real_terminal(terminal, config_dir):
     run_cli("switch", "-M", "xLarge.512GB", env={"MOAI_TUI_SIM_TIME": "1780000000"})
     run_cli("sim", "start", "python train.py", env={"MOAI_TUI_SIM_TIME": "1780000000"})
     term = terminal()
-    screen = term.wait_for("● live")
-    assert "xLarge.512GB" in screen and "python train.py" in screen
-    assert screen.count("°C") >= 8  # one line per GPU: they fit at 120x40
+    term.wait_for("● live")
+    screen = term.wait_for("python train.py")  # the jobs table: painted with the first sample
+    assert "cluster 512 GPUs on 64 nodes" in screen and "you 8 GPUs" in screen
+    assert "xLarge.512GB" in screen
     term.keys("p")
     term.wait_for("● paused")
     term.keys("p")
     term.wait_for("● live")
+    term.keys("q")
+    assert_restored(term, 0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"NO_COLOR": "1"}, {"TERM": "screen"}, {"TERM": "xterm-256color"}],
+    ids=["NO_COLOR", "screen", "xterm-256color"],
+)
+@pytest.mark.parametrize("leave", ["q", "C-c"])
+def test_every_terminal_kind_starts_shows_the_cluster_and_quits(terminal, config_dir, env, leave):
+    run_cli("sim", "start", "python train.py", env={"MOAI_TUI_SIM_TIME": "1780000000"})
+    term = terminal(env=env)
+    term.wait_for("● live")
+    screen = term.wait_for("python train.py")
+    assert "cluster 512 GPUs" in screen and "running" in screen
+    term.keys("f")
+    term.wait_for("choose a flavor")
+    term.keys("Escape")
+    term.wait_gone("choose a flavor")  # a key right after ESC would read as alt+key
+    term.keys(leave)
+    assert_restored(term, 0)
+
+
+def test_sixteen_colours_keep_the_rules(terminal, config_dir):
+    # With TERM=screen the dividers were black on black: invisible.
+    term = terminal(env={"TERM": "screen"})
+    term.wait_for("● live")
+    rule = next(line for line in term.screen(escapes=True).splitlines() if "Cluster" in line)
+    colours = {int(c) for c in re.findall(r"\x1b\[(?:[0-9;]*;)?(3[0-7]|9[0-7])m", rule)}
+    assert colours and colours != {30}, rule  # some colour other than black
     term.keys("q")
     assert_restored(term, 0)
 
@@ -153,7 +208,7 @@ def test_flavor_picker_end_to_end(terminal, config_dir):
     time.sleep(1.0)  # past the two-digit window
     term.keys("Enter")
     term.wait_for("successfully switched")  # the toast (it wraps: match a fragment)
-    term.wait_for("0       4xLarge.2048GB")
+    term.wait_for("4xLarge.2048GB 32 GPUs")
     other = run_cli("smi")  # another process sees the switch
     star = [line for line in other.stdout.splitlines() if "*" in line]
     assert len(star) == 1 and "4xLarge.2048GB" in star[0]
@@ -211,11 +266,11 @@ def test_resize_storm_then_quit_restores_the_terminal(terminal, config_dir):
     term.resize(100, 30)
     screen = term.wait_for("Medium.128GB")  # the full layout again: devices, map, jobs
     deadline = time.monotonic() + 15
-    while "Enlarge" in screen or "Dev  Job ID" not in screen:
+    parts = ("● live", "Cluster ·", "Job ID", "Device 0", "? help")  # side panel: >= 100 wide
+    while "Enlarge" in screen or not all(part in screen for part in parts):
         assert time.monotonic() < deadline, f"the layout never came back:\n{screen}"
         time.sleep(0.1)
         screen = term.screen()
-    assert "● live" in screen and "Device" in screen
     term.keys("q")
     assert_restored(term, 0)
     assert (config_dir / "state.toml").read_bytes() == before

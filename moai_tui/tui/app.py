@@ -71,7 +71,7 @@ from moai_tui.tui.widgets import (
     node_temp,
     node_util,
 )
-from moai_tui.view import DeviceView
+from moai_tui.view import DeviceView, plural
 
 MIN_SIZE = (60, 15)
 JOBS_MIN_ROWS = 6  # the jobs table keeps at least this many lines (header included)
@@ -437,7 +437,7 @@ class MoaiApp(App[int]):
         frame = self.frame
         hidden = max(0, grid.rows_needed - len(grid.lines))
         self.query_one("#grid-pane").border_title = Content(
-            f"Cluster · {len(grid.nodes)} nodes" if grid.nodes else "Cluster"
+            f"Cluster · {plural(len(grid.nodes), 'node')}" if grid.nodes else "Cluster"
         )
         node = next((n for n in grid.nodes if n.name == grid.current_node()), None)
         node_line = ()
@@ -458,7 +458,9 @@ class MoaiApp(App[int]):
         host = ""
         if sample.host_cpu is not None:
             host = f"host {self.host_name}: cpu {sample.host_cpu:.0f}%  mem {sample.host_mem:.0f}%"
-        self.side.show(view, points, self.interval, node, frame.holders, frame.mine, host)
+        # One machine's GPUs are already drawn line by line in the grid.
+        detail = None if grid.mode == "gpus" else node
+        self.side.show(view, points, self.interval, detail, frame.holders, frame.mine, host)
 
     def _show_jobs(self) -> None:
         frame = self.frame

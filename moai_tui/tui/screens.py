@@ -20,7 +20,7 @@ from moai_tui.catalog import Catalog
 from moai_tui.model import ClusterSnapshot, Flavor
 from moai_tui.parsing import is_number
 from moai_tui.text.safe import printable
-from moai_tui.view import fits_now, fmt_mem, unavailable_reason
+from moai_tui.view import fits_now, fmt_mem, plural, unavailable_reason
 
 DIGIT_WINDOW_S = 0.8  # "1" then "3" within this time selects 13, as typed in the old prompt
 
@@ -39,10 +39,6 @@ class FlavorList(OptionList):
         self.highlighted = clicked
         if event.chain >= 2:
             self.action_select()
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def flavor_row(

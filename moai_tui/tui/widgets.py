@@ -30,6 +30,7 @@ from moai_tui.view import (
     fmt_runtime,
     is_free,
     mean,
+    plural,
     temperature_band,
 )
 
@@ -133,6 +134,7 @@ class LineWidget(Widget):
         "temp-act",
         "waiting",
         "free-count",
+        "cursor-mark",
     }
 
     def __init__(self, **kwargs) -> None:
@@ -141,14 +143,20 @@ class LineWidget(Widget):
         self._styles: dict[str, Style] = {}
 
     def style_of(self, names: str) -> Style:
-        """The style of space-separated component classes, later ones on top. Full styles, not
-        partial ones: only those have colours like `$foreground 55%` blended with the
-        background."""
+        """The style of space-separated component classes, later ones on top of earlier ones.
+        Each contributes only what its CSS sets, with colours such as `$foreground 55%` blended
+        against the background (a partial style alone leaves them unblended)."""
         style = self._styles.get(names)
         if style is None:
             style = Style()
             for name in names.split():
-                style += self.get_component_rich_style(name)
+                full = self.get_component_rich_style(name)
+                own = self.get_component_rich_style(name, partial=True)
+                style += Style(
+                    color=full.color if own.color else None,
+                    bgcolor=full.bgcolor if own.bgcolor else None,
+                )
+                style += own.without_color
             self._styles[names] = style
         return style
 
@@ -246,14 +254,14 @@ class ClusterBar(LineWidget):
             self.show_lines([(("waiting for the first sample...", "dim"),)])
             return
         what = "this machine" if self.local else "cluster"
-        nodes = "" if self.local else f" on {s.nodes} nodes"
+        nodes = "" if self.local else f" on {plural(s.nodes, 'node')}"
         parts: list[tuple[int, list[Run]]] = [
             (0, [(f"{what} ", "bold"), (f"{s.gpus} GPUs{nodes}", "")]),
             (1, [(f"{s.free} free", "free-count" if s.free else "dim")]),
             (2, [("util ", "dim"), (fmt_pct(s.mean_util), load_class(s.mean_util))]),
             (3, [("you ", "dim"), (f"{s.mine_gpus} GPUs", "label-mine" if s.mine_gpus else "")]),
         ]
-        if not self.local:
+        if not self.local and s.nodes > 1:
             parts.insert(2, (5, [(f"{s.whole_free_nodes} whole nodes free", "")]))
         if s.mine_gpus:
             parts.append((6, [(f"@ {fmt_pct(s.mine_util)}", load_class(s.mine_util))]))
@@ -335,7 +343,7 @@ class DeviceTable(LineWidget, can_focus=True):
         """One list of runs per column, each as wide as its column."""
         view = row.view
         flavor = view.flavor
-        gpus = f"{flavor.gpus} GPU{'s' if flavor.gpus != 1 else ''}" if flavor else "-"
+        gpus = plural(flavor.gpus, "GPU") if flavor else "-"
         if flavor and flavor.nodes > 1:
             gpus += f" ·{flavor.nodes}n"
         if widths["memory"] >= 15:
@@ -594,13 +602,13 @@ class ClusterGrid(LineWidget, can_focus=True):
             shown = self.cursor if self.cursor in in_row else start
             runs.append(self._label(self.nodes[shown], shown, label))
             runs.append((" ", ""))
+            mark = "cursor-mark" if self.has_focus else "dim"
             for i, node in enumerate(nodes):
-                cells = [self._cell(g, node) for g in node.gpus]
-                if start + i == self.cursor:
-                    cursor = "cursor" if self.has_focus else "cursor-blur"
-                    cells = [(t, f"{s} {cursor}") for t, s in cells]
-                runs.extend(cells)
-                runs.append((" ", ""))
+                here = start + i == self.cursor
+                if here:  # the cursor node between brackets, in the gaps beside it
+                    runs[-1] = ("[", mark)
+                runs.extend(self._cell(g, node) for g in node.gpus)
+                runs.append(("]", mark) if here else (" ", ""))
             return merge(runs)
         for i, node in enumerate(nodes):
             if i:
@@ -657,8 +665,10 @@ class ClusterGrid(LineWidget, can_focus=True):
         runs.append(("  -  " if temp is None else f"{temp:3.0f}°C", temp_class(temp)))
         runs.append((f" {fmt_power(gpu.power_w):>6}", "dim"))
         owner = self._owner(gpu)
-        if owner:
-            runs.append((f"  {owner}", "label-mine" if gpu.location in self.data.mine else ""))
+        room = width - line_width(merge(runs)) - 2
+        if owner and room > 3:
+            style = "label-mine" if gpu.location in self.data.mine else ""
+            runs.append(("  " + fit(owner, room).rstrip(), style))
         return merge(runs)
 
     def _owner(self, gpu: Gpu) -> str:

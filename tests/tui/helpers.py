@@ -65,9 +65,11 @@ class CountingSimulator(SimulatorBackend):
         return super().sample(requests)
 
 
-def make_app(directory: Path, t: float = T0, interval: float = 1.0, **kwargs) -> MoaiApp:
+def make_app(
+    directory: Path, t: float = T0, interval: float = 1.0, nodes: int = 64, **kwargs
+) -> MoaiApp:
     ctx = Context(backend_spec="simulator")
-    ctx.backend = CountingSimulator(t)
+    ctx.backend = CountingSimulator(t, nodes=nodes)
     return MoaiApp(ctx, interval, **kwargs)
 
 

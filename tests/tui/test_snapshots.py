@@ -1,6 +1,8 @@
-"""Screens pinned as SVG snapshots: seeded simulator, frozen clock, fixed host name.
+"""Screens pinned as SVG snapshots: seeded simulator, frozen clock, fixed host name, one sample
+applied and laid out before the capture.
 
-Update after an intended change with: pytest tests/tui/test_snapshots.py --snapshot-update
+Update after an intended change with: pytest tests/tui/test_snapshots.py --snapshot-update,
+then look at the pictures (docs/testing.md says how) before committing them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ import pytest
 from .helpers import make_app, seed_state, settle
 
 SIZES = [(80, 24), (120, 40), (200, 60)]
-FLAVORS = ["Small.64GB", "4xLarge.2048GB", "48xLarge.24576GB"]
+# (scenario id, flavor, a job running, theme, NO_COLOR, simulated nodes)
+SCENARIOS = [
+    ("idle", "xLarge.512GB", False, None, False, 64),
+    ("4xLarge", "4xLarge.2048GB", True, None, False, 64),
+    ("48xLarge", "48xLarge.24576GB", True, None, False, 64),
+    ("light", "4xLarge.2048GB", True, "moai-light", False, 64),
+    ("no-color", "4xLarge.2048GB", True, None, True, 64),
+    ("one-machine", "Large.256GB", True, None, False, 1),
+]
 
 
 def waiting_for_first_sample(app):
@@ -21,10 +31,14 @@ def waiting_for_first_sample(app):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("flavor", FLAVORS)
-def test_dashboard(snap_compare, config_dir, flavor, size):
-    seed_state(config_dir, flavor)
-    app = make_app(config_dir, interval=10.0)  # one sample: the history is the same every run
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s[0])
+def test_dashboard(snap_compare, config_dir, monkeypatch, scenario, size):
+    _, flavor, running, theme, no_color, nodes = scenario
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    seed_state(config_dir, flavor, running=running)
+    # One sample (a 10 s interval): the history is the same every run.
+    app = make_app(config_dir, interval=10.0, theme=theme, nodes=nodes)
     assert snap_compare(app, terminal_size=size, run_before=waiting_for_first_sample(app))
 
 
