@@ -74,6 +74,8 @@ from moai_tui.tui.widgets import (
 from moai_tui.view import DeviceView, plural
 
 MIN_SIZE = (60, 15)
+WIDE = 100  # from this width on, the side panel shows (HORIZONTAL_BREAKPOINTS below)
+SIDE_WIDTH = 40  # as app.tcss sizes #side
 JOBS_MIN_ROWS = 6  # the jobs table keeps at least this many lines (header included)
 
 
@@ -128,20 +130,11 @@ class Sampled(Message):
         return isinstance(message, Sampled)
 
 
-class LeftColumn(Vertical):
-    """The grid and the jobs table share this column: the grid takes what its layout needs, up
-    to what leaves the jobs table its minimum."""
-
-    def on_resize(self) -> None:
-        jobs = max(JOBS_MIN_ROWS, self.size.height // 3)
-        self.app.query_one(ClusterGrid).set_budget(self.size.height - jobs - 2)
-
-
 class MoaiApp(App[int]):
     TITLE = "moai-tui"
     CSS_PATH = "app.tcss"
     AUTO_FOCUS = "#grid"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     BINDINGS = [
         Binding("f", "flavors", "flavor"),
         Binding("r", "stop_job", "stop job"),
@@ -201,6 +194,7 @@ class MoaiApp(App[int]):
         self.host_name = socket.gethostname()
         self.our_themes: list[str] = []
         self._shown_theme = ""
+        self._showing = False  # widgets take data once all are mounted (_start_showing)
 
     @property
     def sample(self) -> Sample | None:
@@ -214,7 +208,7 @@ class MoaiApp(App[int]):
             yield Static(id="notice", markup=False)
             yield DeviceTable(id="devices")
             with Horizontal(id="middle"):
-                with LeftColumn(id="left"):
+                with Vertical(id="left"):
                     with Vertical(id="grid-pane"):
                         yield ClusterGrid(id="grid")
                         yield Legend(id="legend")
@@ -254,6 +248,7 @@ class MoaiApp(App[int]):
             except Exception as error:  # the first sample failed: the poller says so next
                 self.error = describe(error)
             self._first = None
+        self.call_after_refresh(self._start_showing)
         self._poll_loop()
         self.set_interval(1.0, self._watch)
         loop = asyncio.get_running_loop()
@@ -269,7 +264,21 @@ class MoaiApp(App[int]):
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)
-        self.query_one(Footer).compact = event.size.width < 100
+        self.query_one(Footer).compact = event.size.width < WIDE
+        if self.frame is not None and self._showing:
+            self._show_grid()
+
+    def _size_grid(self) -> None:
+        """The grid's room, from the screen's size and what stands above and below it, not
+        from its own region: its layout (how many columns, one line per GPU or not) then never
+        waits on a layout pass that itself depends on the grid's height."""
+        width, height = self.size
+        notice = self.notice.content.plain if self.notice.has_class("shown") else ""
+        notice_lines = min(4, sum(1 + len(line) // max(1, width - 2) for line in notice.splitlines()))
+        devices = 1 + (len(self.sample.views) if self.sample else 1)
+        middle = height - 2 - notice_lines - devices - 1  # header, cluster line, footer
+        jobs = max(JOBS_MIN_ROWS, middle // 3)
+        self.grid.set_room(width - (SIDE_WIDTH if width >= WIDE else 0), middle - jobs - 3)
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poller see it is cancelled now, not an interval later
@@ -322,11 +331,19 @@ class MoaiApp(App[int]):
             if message.history and current is not None:
                 self.history.preload(current.device, message.history[:-1])
             self.history.add(sample.views, sample.snapshot)
-            self._render_frame()
+            if self._showing:
+                self._render_frame()
         else:
             self.error = message.error
         self._show_notice()
         self._show_header()
+
+    def _start_showing(self) -> None:
+        """After the first refresh every widget is mounted: a widget that changes its height
+        before that was seen to keep its first height for good (Textual 8.2.8)."""
+        self._showing = True
+        if self.frame is not None:
+            self._render_frame()
 
     def _watch(self) -> None:
         """Once a second: a backend that hangs is shown as such while its sample is still out,
@@ -418,6 +435,7 @@ class MoaiApp(App[int]):
         frame = self.frame
         if frame is None:
             return
+        self._size_grid()
         view = self.selected_view()
         selected = frozenset(g.location for g in view.gpus) if view else frozenset()
         where = frame.landings.get(view.device) if view else None
@@ -441,7 +459,7 @@ class MoaiApp(App[int]):
         )
         node = next((n for n in grid.nodes if n.name == grid.current_node()), None)
         node_line = ()
-        if node is not None and self.screen.has_class("-narrow"):
+        if node is not None and self.size.width < WIDE:  # no side panel: its gist here
             util, memory, temp = node_util(node), node_memory(node), node_temp(node)
             node_line = (
                 (printable(node.name), "bold"),

@@ -483,7 +483,8 @@ class ClusterGrid(LineWidget, can_focus=True):
         self.sort = "name"
         self.nodes: list[Node] = []
         self.cursor = 0
-        self.budget = 20  # rows the layout may use before it must scroll (set by the app)
+        self.room_width = 80  # set by the app (set_room), from the screen's size
+        self.budget = 20
         self.mode = "nodes"
         self.columns = 1
         self.top = 0  # first row shown
@@ -506,9 +507,11 @@ class ClusterGrid(LineWidget, can_focus=True):
         if self.data is not None:
             self.show(self.data)
 
-    def set_budget(self, rows: int) -> None:
-        if rows != self.budget:
-            self.budget = max(3, rows)
+    def set_room(self, width: int, rows: int) -> None:
+        """The width the grid has and the rows it may use before it must scroll."""
+        room = (max(20, width), max(3, rows))
+        if room != (self.room_width, self.budget):
+            self.room_width, self.budget = room
             self.relayout()
 
     def current_node(self) -> str | None:
@@ -543,7 +546,7 @@ class ClusterGrid(LineWidget, can_focus=True):
             self.rows_needed = 1
             self.show_lines([((message, "dim"),)])
             return
-        width = self.size.width or 80
+        width = self.room_width
         self._choose_mode(width)
         if self.mode == "gpus":
             self.node_rows, rows = [], []

@@ -70,7 +70,8 @@ def make_app(
 ) -> MoaiApp:
     ctx = Context(backend_spec="simulator")
     ctx.backend = CountingSimulator(t, nodes=nodes)
-    return MoaiApp(ctx, interval, **kwargs)
+    app = MoaiApp(ctx, interval, **kwargs)
+    return app
 
 
 async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
@@ -89,7 +90,23 @@ async def settle(pilot, app: MoaiApp, samples: int = 1) -> None:
             f"the app did not show sample {samples} within 10 s "
             f"(backend sampled {app.backend.samples}, error: {app.error})"
         )
-    # Tables size their columns on the next refresh: let the screen finish before reading it.
-    for _ in range(3):
+    # A sample can land before the first layout or after it: wait until the screen has
+    # stopped changing (every widget laid out at its final size), so a capture is the same in
+    # every run.
+    await screen_settled(pilot, app)
+
+
+async def screen_settled(pilot, app) -> None:
+    previous = None
+    for _ in range(100):
         await pilot.pause()
-    await pilot.wait_for_scheduled_animations()
+        await pilot.wait_for_scheduled_animations()
+        shown = [
+            "".join(segment.text for segment in strip)
+            for strip in app.screen._compositor.render_strips()
+        ]
+        if shown == previous:
+            return
+        previous = shown
+    raise AssertionError("the screen kept changing for 100 refreshes")
+
