@@ -191,7 +191,7 @@ def test_every_terminal_kind_starts_shows_the_cluster_and_quits(terminal, config
 def test_sixteen_colours_keep_the_rules(terminal, config_dir):
     # With TERM=screen the dividers were black on black: invisible.
     term = terminal(env={"TERM": "screen"})
-    term.wait_for("● live")
+    term.wait_for("Cluster ·")
     rule = next(line for line in term.screen(escapes=True).splitlines() if "Cluster" in line)
     colours = {int(c) for c in re.findall(r"\x1b\[(?:[0-9;]*;)?(3[0-7]|9[0-7])m", rule)}
     assert colours and colours != {30}, rule  # some colour other than black
