@@ -8,9 +8,7 @@ raises or hangs leaves the last good data on screen, marked stale, with the erro
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
 import threading
 import time
@@ -37,6 +35,7 @@ from moai_tui.model import ClusterSnapshot
 from moai_tui.sampling import Outcome, Sample, Sampler
 from moai_tui.text.messages import CURRENT_OK, RELEASE_NONE, RELEASE_OK, SWITCHED
 from moai_tui.text.smi import safe_command
+from moai_tui.tui import lifecycle
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
@@ -66,7 +65,10 @@ JOB_ROWS = 60  # other users' jobs beyond this are left out of the table
 def follow_terminal_size() -> None:
     """Textual sizes the screen with shutil.get_terminal_size(), which prefers exported COLUMNS
     and LINES to the terminal itself: where they are exported (JupyterLab terminals, a tmux
-    pane started from pytest) the screen would keep their size through every resize."""
+    pane started from pytest) the screen would keep their size through every resize.
+    Textual's web driver (moai-tui serve) takes its first size from COLUMNS and ROWS: kept."""
+    if lifecycle.web_driven():
+        return
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
 
@@ -108,6 +110,9 @@ class MoaiApp(App[int]):
         ("tab", "move focus: devices, GPUs, jobs"),
         ("ctrl+p", "command palette"),
     )
+    WRITE_ACTIONS = frozenset({"flavors", "choose_device", "reset"})  # hidden by --read-only
+    read_only = False  # set by run_app: show everything, change nothing
+    lifeline: lifecycle.Lifeline | None = None  # set by run_app; tests run without one
 
     def __init__(
         self,
@@ -177,10 +182,8 @@ class MoaiApp(App[int]):
             self._first = None
         self._poll_loop()
         self.set_interval(1.0, self._watch)
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            # Leave through Textual's own shutdown, which restores the terminal.
-            loop.add_signal_handler(number, partial(self.exit, return_code=128 + number))
+        if self.lifeline is not None:  # signals, a closed terminal, a server gone: lifecycle.py
+            self.lifeline.arm(self)
 
     def _saved_theme(self) -> str | None:
         try:
@@ -197,6 +200,7 @@ class MoaiApp(App[int]):
         self._check_size(event.size)  # self.size can still be the old size here
         if self.sample is not None:
             self._show_gpus()
+        lifecycle.repaint_after_resize(self)
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poller see it is cancelled now, not an interval later
@@ -396,7 +400,17 @@ class MoaiApp(App[int]):
         self.jobs.show_rows(rows)
 
     # Actions --------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """--read-only: keys, footer and palette entries that change state are gone."""
+        return not (self.read_only and action in self.WRITE_ACTIONS)
+
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        for command in self._palette(screen):
+            callback = getattr(command.callback, "func", command.callback)  # through a partial
+            if self.check_action(callback.__name__.removeprefix("action_"), ()):
+                yield command
+
+    def _palette(self, screen) -> Iterable[SystemCommand]:
         """Every key of the dashboard is in the command palette (ctrl+p) too."""
         yield from super().get_system_commands(screen)
         if screen is not self.screen_stack[0]:
@@ -442,7 +456,13 @@ class MoaiApp(App[int]):
             self._render_sample()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.KEY_HELP))
+        hidden = {
+            key
+            for binding in self.BINDINGS
+            if not self.check_action(binding.action, ())
+            for key in binding.key.split(",")
+        }
+        self.push_screen(HelpScreen([h for h in self.KEY_HELP if h[0].split()[0] not in hidden]))
 
     def action_choose_device(self) -> None:
         view = self.selected_view()
@@ -491,6 +511,8 @@ class MoaiApp(App[int]):
     @work(thread=True, exit_on_error=False, group="actions")
     def _run_action(self, action: Callable[[], object], success: str | None) -> None:
         """State changes are file I/O under a lock: off the UI thread."""
+        if self.read_only:  # the last gate (enter on a device, the theme remembered)
+            return
         try:
             action()
         except MoaiError as error:
@@ -502,7 +524,12 @@ class MoaiApp(App[int]):
 
 
 def run_app(
-    ctx: Context, interval: float, theme: str | None, sampler: Sampler, first: Future
+    ctx: Context,
+    interval: float,
+    theme: str | None,
+    sampler: Sampler,
+    first: Future,
+    read_only: bool = False,
 ) -> int:
     """Run the dashboard; a bad theme name is refused before the screen changes."""
     themes = load_themes()
@@ -510,6 +537,8 @@ def run_app(
     if wanted and wanted not in themes:
         raise UsageError(f"unknown theme {wanted!r}: choose one of {', '.join(sorted(themes))}")
     app = MoaiApp(ctx, interval, wanted, sampler, first)
+    app.read_only = read_only
+    app.lifeline = lifecycle.Lifeline()
     follow_terminal_size()
     app.run()
     return app.return_code or 0
