@@ -129,11 +129,11 @@ class Dashboard(AppService):
         await super().set_terminal_size(width, height)
 
     async def on_data(self, payload: bytes) -> None:
-        await super().on_data(payload)
         if not self.drawn and len(payload) > FIRST_FRAME_BYTES:
             self.drawn = True
             if self.browser_size is not None:  # see the module's docstring
                 await super().set_terminal_size(*self.browser_size)
+        await super().on_data(payload)
 
     async def ended(self) -> None:
         """Returns when the dashboard's output has ended (it exited, or closed its pipes)."""

@@ -200,7 +200,6 @@ class MoaiApp(App[int]):
         self._check_size(event.size)  # self.size can still be the old size here
         if self.sample is not None:
             self._show_gpus()
-        lifecycle.repaint_after_resize(self)
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poller see it is cancelled now, not an interval later

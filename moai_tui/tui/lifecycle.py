@@ -11,10 +11,6 @@ the app is still alive GRACE_S later (its event loop stuck writing to an output 
 it restores the terminal's modes itself and leaves with os._exit. Textual alone spins at 100 % of
 a core on a closed terminal (its input thread sees EOF as "readable" forever), and a signal
 handler registered with the event loop never runs while the loop is stuck in a write.
-
-`repaint_after_resize()` makes the first frame after a resize a full one: frames drawn at the old
-size after the terminal (or the browser's xterm.js, which also wraps long lines) has changed size
-can leave fragments in places the partial repaint that follows a resize does not touch.
 """
 
 from __future__ import annotations
@@ -132,16 +128,3 @@ class Lifeline:
             os.write(2, RESTORE.encode())
         except (OSError, termios.error):
             pass  # the terminal is gone: nothing left to restore
-
-
-def repaint_after_resize(app: App) -> None:
-    """Call from the app's on_resize: once the screen is laid out at the new size, repaint it all."""
-
-    def when_laid_out(tries: int = 0) -> None:
-        screen = app.screen
-        if screen.outer_size != app.size and tries < 10:
-            app.call_after_refresh(when_laid_out, tries + 1)
-            return
-        screen.refresh()
-
-    app.call_after_refresh(when_laid_out)
