@@ -125,7 +125,14 @@ def test_stopping_the_server_ends_every_dashboard(server, playwright_browser, nu
     half.sendall(b"GET /ws HTTP/1.1\r\n")  # a handshake never finished
     try:
         assert status == 101
-        wait_until(lambda: len(server.dashboards()) == 2, 60, "a dashboard for each socket")
+        receive_until(silent, b"Memory Usage")
+        page.wait_for_function("document.body.classList.contains('-first-byte')")
+        # Up and idle between samples: a dashboard still starting dies of a broken pipe anyway.
+        wait_until(
+            lambda: len(server.dashboards()) == 2 and all(map(idle, server.dashboards())),
+            60,
+            "both dashboards up and idle",
+        )
         server.stop(number)
         wait_until(
             lambda: not session_processes(server.pid),
@@ -136,6 +143,23 @@ def test_stopping_the_server_ends_every_dashboard(server, playwright_browser, nu
         silent.close()
         half.close()
         page.close()
+
+
+def receive_until(connection: socket.socket, needle: bytes) -> None:
+    received = b""
+    while needle not in received:
+        chunk = connection.recv(65536)
+        assert chunk, f"the connection ended before {needle!r}"
+        received += chunk
+
+
+def idle(pid: int) -> bool:
+    """Its main thread (the event loop's) waits in epoll: between two samples."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return "epoll_wait" in wchan.read()
+    except FileNotFoundError:
+        return False
 
 
 def kill_session(session: int) -> None:
