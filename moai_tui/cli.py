@@ -187,8 +187,10 @@ def build_parser() -> ArgumentParser:
     serve.add_argument(
         "--read-only", action="store_true", default=argparse.SUPPRESS, help=READ_ONLY_HELP
     )
-    serve.add_argument("--interval", type=float, default=argparse.SUPPRESS, help="as above")
-    serve.add_argument("--theme", default=argparse.SUPPRESS, help="as above")
+    serve.add_argument(
+        "--interval", type=float, default=argparse.SUPPRESS, help="the dashboards' refresh (s)"
+    )
+    serve.add_argument("--theme", default=argparse.SUPPRESS, help="the dashboards' theme")
     return parser
 
 
@@ -426,8 +428,11 @@ def cmd_serve(ctx: Context, args, out) -> int:
     if args.theme is not None:
         from moai_tui.tui.themes import load_themes
 
-        if args.theme not in load_themes():
-            raise UsageError(f"unknown theme {args.theme!r}: see 'moai-tui --help'")
+        themes = load_themes()
+        if args.theme not in themes:
+            raise UsageError(
+                f"unknown theme {args.theme!r}: choose one of {', '.join(sorted(themes))}"
+            )
     # A bad catalog or backend is reported here, not in every browser.
     ctx.backend  # noqa: B018
     ctx.catalog  # noqa: B018

@@ -173,6 +173,23 @@ def test_non_loopback_address_needs_a_token(config_dir):
     assert line.startswith("moai-tui: ") and "--token" in line
 
 
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--interval", "0.01"], "--interval"),
+        (["--theme", "nope"], "unknown theme 'nope'"),
+        (["--listen", "localhost"], "--listen"),
+        (["--token", "short"], "--token"),
+        (["--backend", "nonsense"], "nonsense"),
+    ],
+)
+def test_bad_options_are_one_line_before_serving(config_dir, args, named):
+    result = run_cli("serve", "--listen", "127.0.0.1:0", *args, timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("moai-tui: ") and named in line
+
+
 def test_missing_web_extra_is_one_line_naming_it(config_dir):
     code = (
         "import sys; sys.modules['textual_serve'] = None\n"
