@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -65,9 +66,12 @@ class Served:
             start_new_session=True,
         )
         self.pid = self.process.pid
-        line = self.process.stdout.readline()
+        ready, _, _ = select.select([self.process.stdout], [], [], 60)
+        line = self.process.stdout.readline() if ready else ""
         match = re.search(r"http://\S+", line)
-        assert match, f"no address announced: {line!r} {self.process.stderr.read()}"
+        if not match:
+            self.close()
+            raise AssertionError(f"moai-tui serve announced no address: {line!r}")
         self.url = match.group(0)
         self.base = self.url.split("?")[0]
         self.port = int(self.base.rsplit(":", 1)[1].strip("/"))
