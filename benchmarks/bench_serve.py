@@ -71,10 +71,10 @@ def run(window: float = 20.0) -> list[dict]:
         start_new_session=True,
     )
     browser = None
+    profile = tempfile.mkdtemp(prefix="moai-bench-chromium-")
     try:
         terminal.wait_for("● live")
         url = re.search(r"http://\S+", server.stdout.readline()).group(0)
-        profile = tempfile.mkdtemp(prefix="moai-bench-chromium-")
         browser = subprocess.Popen(
             [
                 shutil.which("chromium"),
@@ -121,6 +121,7 @@ def run(window: float = 20.0) -> list[dict]:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         terminal.stop()
+        shutil.rmtree(profile, ignore_errors=True)
     return rows(samples, window, f"{cells['COLUMNS']}x{cells['ROWS']}")
 
 

@@ -10,7 +10,7 @@ import signal
 import socket
 import struct
 import subprocess
-import tempfile
+from pathlib import Path
 
 import pytest
 from served import CHROMIUM, Served, session_processes, wait_until, ws_handshake
@@ -37,9 +37,8 @@ def playwright_browser():
         browser.close()
 
 
-def chromium(*args: str, url: str) -> subprocess.Popen:
+def chromium(*args: str, url: str, profile: Path) -> subprocess.Popen:
     """Debian's chromium on its own, in a session of its own (so it can be killed whole)."""
-    profile = tempfile.mkdtemp(prefix="moai-chromium-")
     return subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", f"--user-data-dir={profile}", *args, url],
         stdout=subprocess.DEVNULL,
@@ -65,8 +64,9 @@ def test_closed_tab_ends_its_dashboard(server, playwright_browser):
     ended(server, "the dashboard of a closed tab")
 
 
-def test_killed_browser_ends_its_dashboard(server):
-    browser = chromium("--remote-debugging-port=0", url=server.url)  # stays until killed
+def test_killed_browser_ends_its_dashboard(server, tmp_path):
+    # With a debugging port it stays open on the page until killed.
+    browser = chromium("--remote-debugging-port=0", url=server.url, profile=tmp_path)
     try:
         one_dashboard(server)
         os.killpg(browser.pid, signal.SIGKILL)
@@ -76,9 +76,11 @@ def test_killed_browser_ends_its_dashboard(server):
         kill_session(browser.pid)
 
 
-def test_browser_that_loads_and_leaves_ends_its_dashboard(server):
+def test_browser_that_loads_and_leaves_ends_its_dashboard(server, tmp_path):
     """The reproduction of issue 19: --dump-dom loads the page, prints it, exits."""
-    browser = chromium("--virtual-time-budget=10000", "--dump-dom", url=server.url)
+    browser = chromium(
+        "--virtual-time-budget=10000", "--dump-dom", url=server.url, profile=tmp_path
+    )
     try:
         seen = wait_until(
             lambda: server.dashboards() or browser.poll() is not None, 120, "the browser"
