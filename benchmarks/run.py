@@ -16,7 +16,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks import bench_dashboard, bench_prometheus, bench_slurm, bench_smi
+from benchmarks import bench_dashboard, bench_prometheus, bench_serve, bench_slurm, bench_smi
 
 
 def backend_refresh_rows() -> list[dict]:
@@ -101,6 +101,7 @@ def main() -> int:
         ("prometheus", bench_prometheus.run),
         ("slurm", bench_slurm.run),
         ("dashboard", lambda: bench_dashboard.run(args.window)),
+        ("serve", lambda: bench_serve.run(args.window) if bench_serve.available() else []),
     ):
         print(f"running {name} ...", flush=True)
         rows += run()

@@ -33,6 +33,7 @@ PROMETHEUS_HELP = (
     "(or MOAI_TUI_PROMETHEUS_URL)"
 )
 CATALOG_HELP = "flavor catalog TOML replacing the built-in one"
+READ_ONLY_HELP = "show everything, change nothing: no flavor switch, device change or job stop"
 
 
 # `device --add` / `--rm` / `--switch` given without a value: ask for one. Not a string, so
@@ -66,6 +67,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--prometheus-url", metavar="URL", help=PROMETHEUS_HELP)
     parser.add_argument("--interval", type=float, help="seconds between refreshes (0.25-10)")
     parser.add_argument("--theme", help="theme name (see themes/)")
+    parser.add_argument("--read-only", action="store_true", help=READ_ONLY_HELP)
     # The same options after a subcommand; SUPPRESS keeps a value given before it.
     common = ArgumentParser(add_help=False)
     common.add_argument("--backend", default=argparse.SUPPRESS, help=BACKEND_HELP)
@@ -163,6 +165,32 @@ def build_parser() -> ArgumentParser:
     start.add_argument("--device", type=device_id, help="device id (default: current)")
     stop = sim_sub.add_parser("stop", parents=[common], help="stop the simulated job")
     stop.add_argument("--device", type=device_id, help="device id (default: current)")
+
+    # serve: the dashboard in a browser (moai_tui/serve.py, the `web` extra)
+    serve = sub.add_parser(
+        "serve", parents=[common], help="the dashboard in a browser (pip install 'moai-tui[web]')"
+    )
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:8000",
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:8000, loopback only; port 0: any free one)",
+    )
+    serve.add_argument(
+        "--token",
+        nargs="?",
+        const="",
+        metavar="T",
+        help="require this token in the URL (--token alone: generate one and print it); "
+        "needed on a non-loopback address",
+    )
+    serve.add_argument(
+        "--read-only", action="store_true", default=argparse.SUPPRESS, help=READ_ONLY_HELP
+    )
+    serve.add_argument(
+        "--interval", type=float, default=argparse.SUPPRESS, help="the dashboards' refresh (s)"
+    )
+    serve.add_argument("--theme", default=argparse.SUPPRESS, help="the dashboards' theme")
     return parser
 
 
@@ -399,22 +427,63 @@ def cmd_exporter(ctx: Context, args, out) -> int:
     return serve(sample, args.listen, args.node, announce, names)
 
 
+def cmd_serve(ctx: Context, args, out) -> int:
+    from moai_tui.serve import serve  # one line naming the extra if it is missing
+
+    interval = dashboard_interval(ctx, args)
+    if args.theme is not None:
+        from moai_tui.tui.themes import load_themes
+
+        themes = load_themes()
+        if args.theme not in themes:
+            raise UsageError(
+                f"unknown theme {args.theme!r}: choose one of {', '.join(sorted(themes))}"
+            )
+    # A bad catalog or backend is reported here, not in every browser.
+    ctx.backend  # noqa: B018
+    ctx.catalog  # noqa: B018
+    argv = [sys.executable, "-m", "moai_tui", "--interval", str(interval)]
+    for option, value in (
+        ("--backend", args.backend),
+        ("--catalog", args.catalog and args.catalog.resolve()),
+        ("--prometheus-url", args.prometheus_url),
+        ("--theme", args.theme),
+    ):
+        if value is not None:
+            argv += [option, str(value)]
+    if args.read_only:
+        argv.append("--read-only")
+
+    def announce(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    return serve(argv, args.listen, args.token, announce)
+
+
 # entry -------------------------------------------------------------------------------------
+def dashboard_interval(ctx: Context, args) -> float:
+    from moai_tui.config import check_interval
+
+    if args.interval is None:
+        return ctx.config.interval
+    return check_interval(args.interval, "--interval")
+
+
 def run_dashboard(ctx: Context, args) -> int:
     """Check the options, start the first sample, and only then import the UI: the sample
     runs while Textual loads, so the first frame already shows data."""
-    from moai_tui.config import check_interval
     from moai_tui.sampling import HostProbe, Sampler
+    from moai_tui.tui.lifecycle import require_terminal
 
-    interval = ctx.config.interval
-    if args.interval is not None:
-        interval = check_interval(args.interval, "--interval")
+    interval = dashboard_interval(ctx, args)
     ctx.catalog  # a bad catalog is reported before the screen changes  # noqa: B018
+    require_terminal()  # after the options: a bad one is named even on a pipe
     sampler = Sampler(ctx, HostProbe())
     first = sampler.first(history_s=600.0, step=interval)
     from moai_tui.tui.app import run_app
 
-    return run_app(ctx, interval, args.theme, sampler, first)
+    return run_app(ctx, interval, args.theme, sampler, first, args.read_only)
 
 
 COMMANDS = {
@@ -425,6 +494,7 @@ COMMANDS = {
     "run": cmd_run,
     "record": cmd_record,
     "exporter": cmd_exporter,
+    "serve": cmd_serve,
 }
 
 

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,8 @@ def test_themes_found_after_pip_install_into_a_venv(wheel, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     where, names = themes_seen(python, tmp_path, env)
     assert where.startswith(str(venv)) and names == THEMES
+
+
+def test_wheel_carries_the_serve_page(wheel):
+    with zipfile.ZipFile(wheel) as built:
+        assert "moai_tui/serve.html" in built.namelist()

@@ -9,10 +9,8 @@ last good data on screen, marked stale, with the reason.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import signal
 import socket
 import threading
 import time
@@ -50,6 +48,7 @@ from moai_tui.overview import (
 from moai_tui.sampling import Outcome, Sample, Sampler
 from moai_tui.text.messages import CURRENT_OK, RELEASE_NONE, RELEASE_OK, SWITCHED
 from moai_tui.text.safe import printable
+from moai_tui.tui import lifecycle
 from moai_tui.tui.screens import ConfirmScreen, FlavorPicker, HelpScreen
 from moai_tui.tui.themes import DEFAULT_THEME, load_themes
 from moai_tui.tui.widgets import (
@@ -82,7 +81,10 @@ JOBS_MIN_ROWS = 6  # the jobs table keeps at least this many lines (header inclu
 def follow_terminal_size() -> None:
     """Textual sizes the screen with shutil.get_terminal_size(), which prefers exported COLUMNS
     and LINES to the terminal itself: where they are exported (JupyterLab terminals, a tmux
-    pane started from pytest) the screen would keep their size through every resize."""
+    pane started from pytest) the screen would keep their size through every resize.
+    Textual's web driver (moai-tui serve) takes its first size from COLUMNS and ROWS: kept."""
+    if lifecycle.web_driven():
+        return
     for name in ("COLUMNS", "LINES"):
         os.environ.pop(name, None)
 
@@ -130,6 +132,17 @@ class Sampled(Message):
         return isinstance(message, Sampled)
 
 
+class KeysFooter(Footer):
+    """Textual's footer draws its keys only while the app has focus. Textual's web driver blurs
+    the app as it starts, and the browser's focus can arrive before that blur: the browser
+    then showed an empty footer for good. The keys are always worth showing."""
+
+    def bindings_changed(self, screen) -> None:
+        self._bindings_ready = True
+        if self.is_attached and screen is self.screen:
+            self.call_after_refresh(self.recompose)
+
+
 class MoaiApp(App[int]):
     TITLE = "moai-tui"
     CSS_PATH = "app.tcss"
@@ -166,6 +179,9 @@ class MoaiApp(App[int]):
         ("q / ctrl+c", "quit"),
         ("ctrl+p", "command palette"),
     )
+    WRITE_ACTIONS = frozenset({"flavors", "choose_device", "stop_job"})  # hidden by --read-only
+    read_only = False  # set by run_app: show everything, change nothing
+    lifeline: lifecycle.Lifeline | None = None  # set by run_app; tests run without one
 
     def __init__(
         self,
@@ -219,7 +235,7 @@ class MoaiApp(App[int]):
             f"Enlarge the terminal: moai-tui needs at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.",
             id="too-small",
         )
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         themes = load_themes()
@@ -251,10 +267,8 @@ class MoaiApp(App[int]):
         self.call_after_refresh(self._start_showing)
         self._poll_loop()
         self.set_interval(1.0, self._watch)
-        loop = asyncio.get_running_loop()
-        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-            # Leave through Textual's own shutdown, which restores the terminal.
-            loop.add_signal_handler(number, partial(self.exit, return_code=128 + number))
+        if self.lifeline is not None:  # signals, a closed terminal, a server gone: lifecycle.py
+            self.lifeline.arm(self)
 
     def _saved_theme(self) -> str | None:
         try:
@@ -504,7 +518,17 @@ class MoaiApp(App[int]):
         self.action_choose_device()
 
     # Actions --------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """--read-only: keys, footer and palette entries that change state are gone."""
+        return not (self.read_only and action in self.WRITE_ACTIONS)
+
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        for command in self._palette(screen):
+            callback = getattr(command.callback, "func", command.callback)  # through a partial
+            if self.check_action(callback.__name__.removeprefix("action_"), ()):
+                yield command
+
+    def _palette(self, screen) -> Iterable[SystemCommand]:
         """Every key of the dashboard in the command palette (ctrl+p), and our themes; none of
         Textual's generic entries (its theme list, screenshot, keys, maximize)."""
         yield SystemCommand("Quit (q)", "Quit moai-tui", self.action_quit)
@@ -576,8 +600,15 @@ class MoaiApp(App[int]):
         self.refresh(layout=True)
 
     def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.KEY_HELP))
+        if isinstance(self.screen, HelpScreen):
+            return
+        hidden = {
+            key
+            for binding in self.BINDINGS
+            if not self.check_action(binding.action, ())
+            for key in binding.key.split(",")
+        }
+        self.push_screen(HelpScreen([h for h in self.KEY_HELP if h[0].split()[0] not in hidden]))
 
     def action_sort(self) -> None:
         if self.focused is self.grid:
@@ -644,6 +675,8 @@ class MoaiApp(App[int]):
     @work(thread=True, exit_on_error=False, group="actions")
     def _run_action(self, action: Callable[[], object], success: str | None) -> None:
         """State changes are file I/O under a lock: off the UI thread."""
+        if self.read_only:  # the last gate (enter on a device, the theme remembered)
+            return
         try:
             action()
         except MoaiError as error:
@@ -674,7 +707,12 @@ def version_label(snapshot: ClusterSnapshot) -> str:
 
 
 def run_app(
-    ctx: Context, interval: float, theme: str | None, sampler: Sampler, first: Future
+    ctx: Context,
+    interval: float,
+    theme: str | None,
+    sampler: Sampler,
+    first: Future,
+    read_only: bool = False,
 ) -> int:
     """Run the dashboard; a bad theme name is refused before the screen changes."""
     themes = load_themes()
@@ -682,6 +720,8 @@ def run_app(
     if wanted and wanted not in themes:
         raise UsageError(f"unknown theme {wanted!r}: choose one of {', '.join(sorted(themes))}")
     app = MoaiApp(ctx, interval, wanted, sampler, first)
+    app.read_only = read_only
+    app.lifeline = lifecycle.Lifeline()
     follow_terminal_size()
     app.run()
     return app.return_code or 0
