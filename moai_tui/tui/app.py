@@ -288,7 +288,9 @@ class MoaiApp(App[int]):
         waits on a layout pass that itself depends on the grid's height."""
         width, height = self.size
         notice = self.notice.content.plain if self.notice.has_class("shown") else ""
-        notice_lines = min(4, sum(1 + len(line) // max(1, width - 2) for line in notice.splitlines()))
+        notice_lines = min(
+            4, sum(1 + len(line) // max(1, width - 2) for line in notice.splitlines())
+        )
         devices = 1 + (len(self.sample.views) if self.sample else 1)
         middle = height - 2 - notice_lines - devices - 1  # header, cluster line, footer
         jobs = max(JOBS_MIN_ROWS, middle // 3)

@@ -109,4 +109,3 @@ async def screen_settled(pilot, app) -> None:
             return
         previous = shown
     raise AssertionError("the screen kept changing for 100 refreshes")
-
