@@ -34,3 +34,17 @@ def median(values: list[float]) -> float:
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def write_section(path, name: str, text: str) -> None:
+    """Put `text` in `path` between markers of its own, replacing what was there: each script
+    owns one section of a results file and leaves the others as they are."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
+    path.write_text(new)
