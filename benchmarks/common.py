@@ -27,6 +27,23 @@ def wall_times(commands: dict[str, list[str]], repeats: int, env: dict | None = 
     return times
 
 
+WINDOWS = 3  # CPU windows per figure, in one run: the median and the spread are reported
+RAW: dict[str, list] = {}  # every measurement behind a row, written beside the results
+
+
+def record(bench: str, data: dict) -> None:
+    RAW.setdefault(bench, []).append(data)
+
+
+def no_baseline() -> dict:
+    """The baseline and ratio cells of a row that has no baseline measured in the same run."""
+    return {"baseline": "none in this run", "ratio": ""}
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
