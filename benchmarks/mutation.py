@@ -54,7 +54,10 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
         "moai_tui/validate.py",
         ("tests/test_validate.py", "tests/test_properties.py", "tests/test_smi.py"),
     ),
-    "smi": ("moai_tui/text/smi.py", ("tests/test_smi.py", "tests/test_nvml.py")),
+    "smi": (
+        "moai_tui/text/smi.py",
+        ("tests/test_smi_text.py", "tests/test_smi.py", "tests/test_nvml.py"),
+    ),
     "state": (
         "moai_tui/state.py",
         (

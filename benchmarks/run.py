@@ -98,16 +98,24 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.md"))
     parser.add_argument("--raw", type=Path, default=Path(__file__).with_name("raw") / "run.json")
     parser.add_argument("--note", default="", help="a line under the header, e.g. how loaded")
+    benches = {
+        "smi": bench_smi.run,
+        "backends": backend_refresh_rows,
+        "nvml": lambda: nvml_rows(args.window),
+        "prometheus": bench_prometheus.run,
+        "slurm": bench_slurm.run,
+        "dashboard": lambda: bench_dashboard.run(args.window),
+    }
+    parser.add_argument(
+        "--only", default=",".join(benches), help=f"some of {','.join(benches)} (default all)"
+    )
     args = parser.parse_args()
+    chosen = args.only.split(",")
+    if set(chosen) - set(benches):
+        parser.error(f"--only: choose from {','.join(benches)}")
     rows = []
-    for name, run in (
-        ("smi", bench_smi.run),
-        ("backends", backend_refresh_rows),
-        ("nvml", lambda: nvml_rows(args.window)),
-        ("prometheus", bench_prometheus.run),
-        ("slurm", bench_slurm.run),
-        ("dashboard", lambda: bench_dashboard.run(args.window)),
-    ):
+    for name in chosen:
+        run = benches[name]
         print(f"running {name} ...", flush=True)
         rows += run()
     text = table(rows)
