@@ -47,7 +47,7 @@ def test_per_gpu_rows_exact_and_lost_anywhere():
 
 def test_json_document_every_field():
     gpus = (Gpu("a", 0, util=33.34, mem_used_mib=10, mem_total_mib=80),)
-    mine = Job(9, 90, ME, "python train.py", device=1, gpus=("a:0",), waiting=False)
+    mine = Job(9, 90, ME, "python train.py", device=1, gpus=("a:0",), mem_used_mib=7)
     theirs = Job(8, 80, "other", "x", device=1, gpus=("a:0",))
     snapshot = ClusterSnapshot(0.0, "test", ME, (Node("a", gpus),), (theirs, mine))
     flavors = {"one": Flavor("one", 1, 1, 80)}
@@ -90,7 +90,7 @@ def test_json_document_every_field():
             "pid": 90,
             "user": ME,
             "command": "python train.py",
-            "memory_used_mib": 10,
+            "memory_used_mib": 7,  # the job's own; the device's GPUs hold 10
             "waiting": False,
         }
     ]
@@ -98,10 +98,10 @@ def test_json_document_every_field():
 
 
 def test_processes_table_only_devices_with_a_job():
-    job = Job(9, 90, ME, "a|b*c\nd", device=1)
+    job = Job(9, 90, ME, "a|b*c\nd", device=1, mem_used_mib=3)
     snapshot = ClusterSnapshot(0.0, "test", ME, (), (job,))
     views = device_views([Device(0, "f"), Device(1, "f")], 0, {}, snapshot)
     lines = render_processes(views)
     assert lines[:2] == ["", "Processes:"]
-    assert [cells(line) for line in lines[5:-1]] == [["1", "9", "90", "a\u2502b\u2217c d", "-"]]
+    assert [cells(line) for line in lines[5:-1]] == [["1", "9", "90", "a\u2502b\u2217c d", "3 MiB"]]
     assert render_processes(views[:1]) == []

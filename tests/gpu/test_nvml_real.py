@@ -69,16 +69,20 @@ def test_run_a_real_cuda_job_and_see_it(config_dir):
             "torch is not installed on this GPU machine: the one real end-to-end `run` test "
             "needs a CUDA job (pip install torch)"
         )
-    before = {index: int(used) for index, used in nvidia_smi("index,memory.used")}
+    gpus_now = nvidia_smi("index,uuid,memory.used")
+    index_of = {uuid: index for index, uuid, _ in gpus_now}
+    before = {index: int(used) for index, _, used in gpus_now}
     launcher = subprocess.Popen(
         ["moai-tui", "run", "--backend", "nvml", "--", sys.executable, "-c", TORCH_JOB],
         stdout=subprocess.PIPE,
         text=True,
     )
     visible, pid = launcher.stdout.readline().split()
-    # The launcher picks the least loaded GPU: any of them on a machine with several. The one
-    # it named is the one whose memory grew by the job's 2 GiB (nvidia-smi's word, not ours).
-    assert visible in before
+    # The launcher picks the least loaded GPU, any of them on a machine with several, and names
+    # it by UUID. The one it named is the one whose memory grew by the job's 2 GiB (nvidia-smi's
+    # word, not ours).
+    assert visible in index_of, (visible, index_of)
+    index = index_of[visible]
     seen = None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -89,10 +93,10 @@ def test_run_a_real_cuda_job_and_see_it(config_dir):
             break
         time.sleep(0.5)
     assert seen is not None, "the job never showed in smi --json"
-    after = {index: int(used) for index, used in nvidia_smi("index,memory.used")}
-    assert after[visible] - before[visible] >= 2048
+    after = {i: int(used) for i, used in nvidia_smi("index,memory.used")}
+    assert after[index] - before[index] >= 2048
     gpus = seen["cluster"]["nodes"][0]["gpus"]
-    assert gpus[int(visible)]["job_id"] == seen["devices"][0]["job_id"] is not None
+    assert gpus[int(index)]["job_id"] == seen["devices"][0]["job_id"] is not None
     assert seen["devices"][0]["utilization"] is not None
     busy = run_cli("switch", "--backend", "nvml", "-M", "1")
     assert busy.returncode == 1 and "in use" in busy.stderr
