@@ -318,7 +318,13 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} (default all)")
     parser.add_argument("--jobs", type=int, default=2, help="modules run side by side")
     parser.add_argument("--label", default="latest", help="name of this pass, e.g. before")
+    parser.add_argument(
+        "--table", action="store_true", help="only rewrite the table from benchmarks/raw"
+    )
     args = parser.parse_args()
+    if args.table:
+        write_section(ROOT / "benchmarks" / "results.md", "mutation", table())
+        return 0
     unknown = set(args.modules) - set(MODULES)
     if unknown:
         parser.error(f"no module {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
