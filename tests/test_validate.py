@@ -33,7 +33,7 @@ EDGES = {
     "temp_c": ((-40.0, 150.0), (-40.01, 150.01)),
     "mem_temp_c": ((-40.0, 150.0), (-40.01, 150.01)),
     "power_w": ((0.0, 5000.0), (-0.01, 5000.01)),
-    "mem_total_mib": ((1000, TIB_IN_MIB), (0, TIB_IN_MIB + 1)),
+    "mem_total_mib": ((1, TIB_IN_MIB), (0, TIB_IN_MIB + 1)),
     "mem_used_mib": ((0, 80000), (-1, 80001)),  # up to the total
 }
 
@@ -41,12 +41,17 @@ EDGES = {
 @pytest.mark.parametrize("name", EDGES)
 def test_bounds_are_inclusive_and_exact(name):
     inside, outside = EDGES[name]
+    base = replace(GOOD, mem_used_mib=0) if name == "mem_total_mib" else GOOD
     for value in inside:
-        gpu = replace(GOOD, **{name: value})
+        gpu = replace(base, **{name: value})
         assert plausible(gpu), (name, value)
         assert clean_gpu(gpu) == (gpu, 0)
+        # The careful path, taken when another reading is wrong, keeps this one too.
+        other = "power_w" if name != "power_w" else "util"
+        cleaned, bad = clean_gpu(replace(gpu, **{other: math.nan}))
+        assert bad == 1 and getattr(cleaned, name) == value, (name, value)
     for value in outside:
-        gpu = replace(GOOD, **{name: value})
+        gpu = replace(base, **{name: value})
         assert not plausible(gpu), (name, value)
         cleaned, bad = clean_gpu(gpu)
         assert bad == 1 and getattr(cleaned, name) is None, (name, value)

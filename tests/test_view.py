@@ -81,6 +81,7 @@ def test_sparkline_fixed_scale_newest_right():
     assert sparkline([None, 0, 100, 50, 150, -5], 8) == "  " + " ▁█▄█▁"
     assert sparkline([10.0, 20.0, 30.0, 40.0], 2) == "▂▃"  # the last two: 30 and 40, 2.4 and 3.2
     assert sparkline([12.5, 25.0, 87.5], 3) == "▁▂▇"
+    assert sparkline([43.75, 56.25], 2) == "▄▄"  # 3.5 and 4.5 eighths: half to even
     assert sparkline([], 3) == "   "
 
 
@@ -91,6 +92,9 @@ def test_bar_eighths_of_a_cell():
     assert bar(50, 3) == "█▌ "  # 12 eighths: one full cell and a half
     assert bar(10, 5) == "▌    "  # 4 eighths
     assert bar(99, 1) == "█"  # 7.92 eighths round to a full cell
+    assert bar(6.25, 1) == " " and bar(18.75, 1) == "▎"  # 0.5 and 1.5 eighths: half to even
+    assert bar(0, 40) == " " * 40 and bar(0.1, 40) == " " * 40  # 0.32 eighths
+    assert bar(100, 40) == bar(130, 40) == "█" * 40
 
 
 @pytest.mark.parametrize(
@@ -194,7 +198,8 @@ def test_device_views_from_a_running_job():
 
 
 def test_device_views_unknown_totals_fall_back_to_the_flavor():
-    gpus = (gpu("a", 0, util=50.0, mem_total_mib=None), gpu("a", 1, util=None, lost=True))
+    # A lost GPU's last reading is left out of the device's utilization.
+    gpus = (gpu("a", 0, util=50.0, mem_total_mib=None), gpu("a", 1, util=99.0, lost=True))
     job = Job(5, 50, ME, "train", device=0, gpus=("a:0", "a:1"))
     cluster = snapshot(Node("a", gpus), jobs=(job,))
     (view,) = device_views([Device(0, "f")], 0, {"f": Flavor("f", 2, 1, 500)}, cluster)
