@@ -63,6 +63,7 @@ def test_unknown_readings_are_plausible():
     assert plausible(empty) and clean_gpu(empty) == (empty, 0)
     no_total = replace(GOOD, mem_total_mib=None, mem_used_mib=TIB_IN_MIB)
     assert plausible(no_total)  # bounded by the largest total there is
+    assert clean_gpu(replace(no_total, power_w=math.nan)) == (replace(no_total, power_w=None), 1)
     assert clean_gpu(replace(no_total, mem_used_mib=TIB_IN_MIB + 1))[1] == 1
 
 
@@ -116,6 +117,8 @@ def test_duplicated_gpus_and_nodes_ignored_first_kept():
     result, message = clean_snapshot(snapshot(node, Node("a", gpus("a", 3, util=1.0))))
     assert result.nodes == (node,)
     assert message == "invalid data from dcgm: 3 duplicated GPUs ignored"
+    twice = clean_snapshot(snapshot(Node("a", (first, second, second))))[1]
+    assert twice == "invalid data from dcgm: 2 duplicated GPUs ignored"
 
 
 def test_both_kinds_in_one_line():

@@ -87,7 +87,7 @@ def test_sparkline_fixed_scale_newest_right():
 
 def test_bar_eighths_of_a_cell():
     assert bar(None, 5) == "  -  "
-    assert bar(0, 4) == "    " and bar(-10, 4) == "    "
+    assert bar(0, 4) == "    " and bar(-10, 4) == "    " and bar(-10, 40) == " " * 40
     assert bar(100, 4) == "████" and bar(130, 4) == "████"
     assert bar(50, 3) == "█▌ "  # 12 eighths: one full cell and a half
     assert bar(10, 5) == "▌    "  # 4 eighths
@@ -128,6 +128,7 @@ def test_runtime_to_the_minute(seconds, shown):
         (86399, "23:59:59"),
         (86400, "1d00h"),
         (90061, "1d01h"),
+        (47 * 3600, "1d23h"),
     ],
 )
 def test_duration(seconds, shown):
