@@ -61,6 +61,7 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "state": (
         "moai_tui/state.py",
         (
+            "tests/test_state_rules.py",
             "tests/test_switch_device.py",
             "tests/test_properties.py",
             "tests/test_hardening.py",
