@@ -98,10 +98,12 @@ def test_json_document_every_field():
 
 
 def test_processes_table_only_devices_with_a_job():
-    job = Job(9, 90, ME, "a|b*c\nd", device=1, mem_used_mib=3)
+    job = Job(9, 90, ME, "a|b*c\nd", device=1, mem_used_mib=3)  # one line, escaped (printable)
     snapshot = ClusterSnapshot(0.0, "test", ME, (), (job,))
     views = device_views([Device(0, "f"), Device(1, "f")], 0, {}, snapshot)
     lines = render_processes(views)
     assert lines[:2] == ["", "Processes:"]
-    assert [cells(line) for line in lines[5:-1]] == [["1", "9", "90", "a\u2502b\u2217c d", "3 MiB"]]
+    assert [cells(line) for line in lines[5:-1]] == [
+        ["1", "9", "90", "a\u2502b\u2217c\\nd", "3 MiB"]
+    ]
     assert render_processes(views[:1]) == []
