@@ -107,3 +107,13 @@ def test_processes_table_only_devices_with_a_job():
         ["1", "9", "90", "a\u2502b\u2217c\\nd", "3 MiB"]
     ]
     assert render_processes(views[:1]) == []
+
+
+def test_json_strings_are_printable_at_any_depth():
+    job = Job(9, 90, ME, "x\x1b[2Jy", device=0, gpus=("a:0",))
+    snapshot = ClusterSnapshot(0.0, "test", ME, (Node("a", (Gpu("a", 0),)),), (job,))
+    views = device_views([Device(0, "f\x07")], 0, {}, snapshot)
+    doc = smi_document(views, snapshot, 0)
+    assert doc["processes"][0]["command"] == "x\\x1b[2Jy"
+    assert doc["cluster"]["jobs"][0]["command"] == "x\\x1b[2Jy"  # inside a list inside a dict
+    assert doc["devices"][0]["flavor"] == "f\\x07"

@@ -23,6 +23,7 @@ GOOD = Gpu(
     mem_total_mib=80000,
     temp_c=40.0,
     mem_temp_c=45.0,
+    edge_temp_c=38.0,
     power_w=300.0,
 )
 
@@ -32,6 +33,7 @@ EDGES = {
     "mem_util": ((0.0, 100.0), (-0.01, 100.01)),
     "temp_c": ((-40.0, 150.0), (-40.01, 150.01)),
     "mem_temp_c": ((-40.0, 150.0), (-40.01, 150.01)),
+    "edge_temp_c": ((-40.0, 150.0), (-40.01, 150.01)),
     "power_w": ((0.0, 5000.0), (-0.01, 5000.01)),
     "mem_total_mib": ((1, TIB_IN_MIB), (0, TIB_IN_MIB + 1)),
     "mem_used_mib": ((0, 80000), (-1, 80001)),  # up to the total
