@@ -9,17 +9,14 @@ import pytest
 from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node
 from moai_tui.state import Device
 from moai_tui.view import (
-    bar,
     device_views,
     fits_now,
     fmt_bytes,
-    fmt_duration,
     fmt_mib,
     fmt_number,
     fmt_percent,
     fmt_runtime,
     mean,
-    sparkline,
     temperature_band,
     unavailable_reason,
 )
@@ -77,26 +74,6 @@ def test_mean_leaves_unknowns_out():
     assert mean([10.0, None, 30.0]) == 20.0 and mean([0.0]) == 0.0
 
 
-def test_sparkline_fixed_scale_newest_right():
-    assert sparkline([None, 0, 100, 50, 150, -5], 8) == "  " + " ▁█▄█▁"
-    assert sparkline([10.0, 20.0, 30.0, 40.0], 2) == "▂▃"  # the last two: 30 and 40, 2.4 and 3.2
-    assert sparkline([12.5, 25.0, 87.5], 3) == "▁▂▇"
-    assert sparkline([43.75, 56.25], 2) == "▄▄"  # 3.5 and 4.5 eighths: half to even
-    assert sparkline([], 3) == "   "
-
-
-def test_bar_eighths_of_a_cell():
-    assert bar(None, 5) == "  -  "
-    assert bar(0, 4) == "    " and bar(-10, 4) == "    " and bar(-10, 40) == " " * 40
-    assert bar(100, 4) == "████" and bar(130, 4) == "████"
-    assert bar(50, 3) == "█▌ "  # 12 eighths: one full cell and a half
-    assert bar(10, 5) == "▌    "  # 4 eighths
-    assert bar(99, 1) == "█"  # 7.92 eighths round to a full cell
-    assert bar(6.25, 1) == " " and bar(18.75, 1) == "▎"  # 0.5 and 1.5 eighths: half to even
-    assert bar(0, 40) == " " * 40 and bar(0.1, 40) == " " * 40  # 0.32 eighths
-    assert bar(100, 40) == bar(130, 40) == "█" * 40
-
-
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [
@@ -114,25 +91,6 @@ def test_bar_eighths_of_a_cell():
 )
 def test_runtime_to_the_minute(seconds, shown):
     assert fmt_runtime(seconds) == shown
-
-
-@pytest.mark.parametrize(
-    ("seconds", "shown"),
-    [
-        (-3, "0:00"),
-        (0, "0:00"),
-        (61, "1:01"),
-        (3599, "59:59"),
-        (3600, "1:00:00"),
-        (3661, "1:01:01"),
-        (86399, "23:59:59"),
-        (86400, "1d00h"),
-        (90061, "1d01h"),
-        (47 * 3600, "1d23h"),
-    ],
-)
-def test_duration(seconds, shown):
-    assert fmt_duration(seconds) == shown
 
 
 def test_bytes():
