@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import median, moai_command, p95
+from benchmarks.common import median, moai_command, p95, record
 
 SIZES = {384: 48, 1000: 125, 10000: 1250}
 
@@ -95,6 +95,7 @@ def measure(gpus: int, nodes: int, refreshes: int = 15) -> dict:
             snapshot = backend.sample()
             times.append(time.perf_counter() - started)
         assert sum(len(n.gpus) for n in snapshot.nodes) == gpus
+        record("prometheus", {"gpus": gpus, "refresh_s": times})
         return {
             "gpus": gpus,
             "queries": (backend.client.queries - before) / refreshes,

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import median, p95
+from benchmarks.common import median, no_baseline, p95
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 64
@@ -99,8 +99,7 @@ def rows(runs: list[list[dict]]) -> list[dict]:
         {
             "figure": f"slurm refresh, {scale}: commands",
             "value": f"{commands} per refresh",
-            "baseline": "",
-            "ratio": "",
+            **no_baseline(),
             "target": "<= 3",
             "ok": commands <= 3,
         },
@@ -115,8 +114,7 @@ def rows(runs: list[list[dict]]) -> list[dict]:
         {
             "figure": f"slurm refresh, {scale}: moai-tui's CPU",
             "value": spread("cpu_s"),
-            "baseline": "",
-            "ratio": "",
+            **no_baseline(),
             "target": "",
             "ok": None,
         },

@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 
-from benchmarks.common import median, moai_command, wall_times
+from benchmarks.common import median, moai_command, record, wall_times
 
 NVML_FLOOR = "import pynvml; pynvml.nvmlInit(); pynvml.nvmlDeviceGetCount()"
 
@@ -32,6 +32,7 @@ def run(repeats: int = 21) -> list[dict]:
         if shutil.which("nvitop"):
             commands["nvitop --once"] = ["nvitop", "--once"]
         times = wall_times(commands, repeats, env)
+    record("smi", {"wall_s": times})
     base = median(times["python -c pass"])
     for name, values in times.items():
         rows.append(

@@ -27,6 +27,23 @@ def wall_times(commands: dict[str, list[str]], repeats: int, env: dict | None = 
     return times
 
 
+WINDOWS = 3  # CPU windows per figure, in one run: the median and the spread are reported
+RAW: dict[str, list] = {}  # every measurement behind a row, written beside the results
+
+
+def record(bench: str, data: dict) -> None:
+    RAW.setdefault(bench, []).append(data)
+
+
+def no_baseline() -> dict:
+    """The baseline and ratio cells of a row that has no baseline measured in the same run."""
+    return {"baseline": "none in this run", "ratio": ""}
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -34,3 +51,17 @@ def median(values: list[float]) -> float:
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def write_section(path, name: str, text: str) -> None:
+    """Put `text` in `path` between markers of its own, replacing what was there: each script
+    owns one section of a results file and leaves the others as they are."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = (old.rstrip("\n") + "\n\n" if old else "") + block + "\n"
+    path.write_text(new)

@@ -27,6 +27,9 @@ def main(seconds: float) -> int:
     lines = [
         "# Dashboard memory soak, 48xLarge, 1 Hz, 120x40",
         "",
+        "`python3 -m benchmarks.soak`; the seeded job runs from the start "
+        "(benchmarks/bench_dashboard.py `seeded_config`); RSS read once a minute.",
+        "",
         f"RSS after 5 min: {at5:.1f} MB; after {samples[-1][0] / 60:.0f} min: {end:.1f} MB; "
         f"growth {end - at5:+.1f} MB ({end / at5:.3f}x).",
         "",
@@ -35,7 +38,7 @@ def main(seconds: float) -> int:
     ]
     lines += [f"| {t / 60:.0f} | {rss:.1f} |" for t, rss in samples]
     Path(__file__).with_name("soak.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:3]))
+    print("\n".join(lines[:5]))
     return 0 if end - at5 < 2.0 else 1
 
 

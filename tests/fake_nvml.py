@@ -1,6 +1,7 @@
 """A fake NVML for machines without a GPU: the pynvml functions moai-tui calls, answering from
 the real H200 / H100 recording in tests/fixtures/nvml (values and errors as recorded), with
-faults to inject: a GPU lost mid-run, the driver gone, NoPermission on process lists.
+faults to inject: a GPU lost mid-run, the driver gone, NoPermission on process lists, and any
+NVML error on one field of one GPU (`field_errors`).
 
 `install()` swaps the functions on the real `pynvml` module, so the backend's own calls and its
 real error classes are exercised; nothing in the package knows about this file.
@@ -44,6 +45,9 @@ class FakeNvml:
     job_pid: int = 439  # the recorded job's pid on GPU 0 (GPU i: + 1000 * i); its holder's + 1
     driver_gone: bool = False
     processes_denied: bool = False
+    # (GPU index, call) -> NVML error name raised by that call on that GPU; calls: "util",
+    # "mem", "temp", "power", "procs"
+    field_errors: dict[tuple[int, str], str] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -67,33 +71,36 @@ class FakeNvml:
         def count(name):
             self.calls[name] = self.calls.get(name, 0) + 1
 
+        def read(name, handle) -> dict:
+            """The recorded line for this GPU, after the faults injected on it."""
+            count(name)
+            line = self.line(self.device(handle))
+            if (handle, name) in self.field_errors:
+                raise nvml_error(self.field_errors[handle, name])
+            return line
+
         def init():
             count("init")
             if self.driver_gone:
                 raise nvml_error("NVMLError_DriverNotLoaded")
 
         def utilization(handle):
-            count("util")
-            value = answer(self.line(self.device(handle))["util"])
+            value = answer(read("util", handle)["util"])
             return SimpleNamespace(gpu=value["gpu"], memory=value["memory"])
 
         def memory(handle):
-            count("mem")
-            value = answer(self.line(self.device(handle))["mem"])
+            value = answer(read("mem", handle)["mem"])
             return SimpleNamespace(**value)
 
         def temperature(handle, sensor):
             assert sensor == pynvml.NVML_TEMPERATURE_GPU
-            count("temp")
-            return answer(self.line(self.device(handle))["temp_c"])
+            return answer(read("temp", handle)["temp_c"])
 
         def power(handle):
-            count("power")
-            return answer(self.line(self.device(handle))["power_mW"])
+            return answer(read("power", handle)["power_mW"])
 
         def processes(handle):
-            count("procs")
-            line = self.line(self.device(handle))
+            line = read("procs", handle)
             if self.processes_denied:
                 raise nvml_error("NVMLError_NoPermission")
             recorded = answer(line["procs"])

@@ -3,7 +3,6 @@ credentials in anything printed."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -160,16 +159,72 @@ def test_credentials_never_printed(config_dir):
             assert word not in result.stdout + result.stderr
 
 
-def test_run_never_uses_a_shell():
-    source = open(os.path.join(os.path.dirname(__file__), "..", "moai_tui", "launcher.py")).read()
-    assert not re.search(r"shell\s*=\s*True|os\.system|os\.popen", source)
+# A test the reliability table names: tests/FILE.py::test_name, optionally [id,id] for some
+# cases of a parametrized test.
+TABLE_ENTRY = re.compile(r"(tests/[\w/]+\.py)::(test_\w+)(?:\[([^\]]+)\])?")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collected_tests(files: set[str]) -> set[str]:
+    """The node ids pytest collects from `files` (parametrized cases with their ids)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def table_problems(table: str) -> list[str]:
+    """What is wrong with the test column of a reliability table: rows naming no test, names
+    not written as tests/FILE.py::test_name[ids], and names pytest does not collect."""
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]  # past the header
+    if not rows:
+        return ["no rows"]
+    problems, wanted = [], set()
+    for row in rows:
+        cell = row.rstrip().removesuffix("|").rsplit("|", 1)[1]
+        names = re.findall(r"`([^`]+)`", cell)
+        if not names:
+            problems.append(f"names no test: {row[:60]}")
+        for name in names:
+            match = TABLE_ENTRY.fullmatch(name)
+            if not match:
+                problems.append(f"{name}: not tests/FILE.py::test_name or ::test_name[id,id]")
+                continue
+            path, test, ids = match.groups()
+            cases = [f"[{case.strip()}]" for case in ids.split(",")] if ids else [""]
+            wanted |= {f"{path}::{test}{case}" for case in cases}
+    collected = collected_tests({name.split("::")[0] for name in wanted})
+    # An unbracketed name of a parametrized test stands for all its cases.
+    parametrized = {node.split("[")[0] for node in collected if "[" in node}
+    problems += [f"{name}: not collected" for name in sorted(wanted - collected - parametrized)]
+    return problems
 
 
 def test_reliability_table_names_only_tests_that_exist():
-    tests = Path(__file__).parent
-    defined = set()
-    for source in tests.rglob("test_*.py"):
-        defined |= set(re.findall(r"def (test_\w+)", source.read_text()))
-    table = (tests.parent / "docs" / "reliability.md").read_text()
-    named = set(re.findall(r"`(?:[\w/]+\.py::)?(test_\w+)`", table))
-    assert named and not named - defined
+    """Each test docs/reliability.md names is one pytest collects, in the file named, with the
+    case ids named: a renamed, moved or deleted test (or case) fails this."""
+    assert table_problems((ROOT / "docs" / "reliability.md").read_text()) == []
+
+
+def test_reliability_table_check_catches_wrong_names():
+    real = "tests/test_hardening.py::test_files_are_private"
+    table = (
+        "| fault | sees | test |\n|---|---|---|\n"
+        f"| fine | x | `{real}`, `tests/test_nvml.py::test_unreadable_field_shows_dash_in_that_cell_only` |\n"
+        "| moved | x | `tests/test_smi.py::test_files_are_private` |\n"
+        "| no case | x | `tests/tui/test_chaos.py::test_dashboard_survives[raise,melt]` |\n"
+        "| file only | x | `tests/test_run.py` |\n"
+        "| bare name | x | `test_files_are_private` |\n"
+        "| none | x | a sentence |\n"
+    )
+    assert table_problems(table) == [
+        "tests/test_run.py: not tests/FILE.py::test_name or ::test_name[id,id]",
+        "test_files_are_private: not tests/FILE.py::test_name or ::test_name[id,id]",
+        "names no test: | none | x | a sentence |",
+        "tests/test_smi.py::test_files_are_private: not collected",
+        "tests/tui/test_chaos.py::test_dashboard_survives[melt]: not collected",
+    ]

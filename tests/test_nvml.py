@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import io
+import getpass
 import json
+import os
+import socket
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import DRIVER, run_cli
 from fake_nvml import FakeNvml
 
 from moai_tui.backends.nvml import NvmlBackend
 from moai_tui.cli import main
 from moai_tui.errors import BackendError
-from moai_tui.model import Job
-from moai_tui.state import Device
+from moai_tui.model import Job, JobRequest
+from moai_tui.state import Device, StateStore
 from moai_tui.text.smi import render_gpus
 from moai_tui.view import device_views
 
@@ -47,16 +51,95 @@ def test_h100_recording_too(monkeypatch):
     assert [g.model for g in snapshot.nodes[0].gpus] == ["NVIDIA H100 80GB HBM3"] * 2
 
 
-def test_unavailable_fields_show_dash(monkeypatch, config_dir):
+def test_process_utilization_not_found_reads_as_no_jobs(monkeypatch):
     fake = FakeNvml(gpus=1, frame=0).install(monkeypatch)  # "start": no processes yet
     assert fake.trace[0]["proc_util"]["error"] == "NVMLError_NotFound"
-    snapshot = NvmlBackend().sample()  # process utilization: NotFound, read as none
-    assert snapshot.jobs == ()
-    out = io.StringIO()
-    monkeypatch.setattr("sys.stdout", out)
-    assert main(["smi", "--backend", "nvml", "--json"]) == 0
-    doc = json.loads(out.getvalue())
-    assert doc["cluster"]["nodes"][0]["gpus"][0]["mem_temp_c"] is None
+    snapshot = NvmlBackend().sample()
+    assert snapshot.jobs == () and not snapshot.nodes[0].gpus[0].lost
+
+
+# The NVML call the backend makes each tick -> the Gpu fields it fills, and the `smi -p` columns
+# that show them (power has none: --json and the dashboard show it).
+READS = {
+    "util": (("util", "mem_util"), ("Dev Util", "Mem Util")),
+    "mem": (("mem_used_mib", "mem_total_mib"), ("Mem Usage",)),
+    "temp": (("temp_c",), ("Dev Temp",)),
+    "power": (("power_w",), ()),
+}
+READINGS = ("util", "mem_util", "mem_used_mib", "mem_total_mib", "temp_c", "power_w")
+
+
+def run_job_on_gpus(config_dir: Path, count: int) -> None:
+    """A `moai-tui run` job of this process on GPUs 0..count-1 (count 1 or 2), as the launcher
+    records it."""
+    assert main(["switch", "--backend", "nvml", "-M", str(count)]) == 0  # 1, 2, 4 ... GPUs
+    host = socket.gethostname()
+    job = JobRequest(
+        job_id=7,
+        pid=os.getpid(),
+        device=0,
+        command="python train.py",
+        gpus=count,
+        nodes=1,
+        submitted=time.time(),
+        user=getpass.getuser(),
+        kind="run",
+        assigned=tuple(f"{host}:{i}" for i in range(count)),
+    )
+    StateStore(config_dir).update(lambda state: replace(state, jobs=(job,)))
+
+
+def smi(capsys, *flags: str) -> str:
+    capsys.readouterr()
+    assert main(["smi", "--backend", "nvml", *flags]) == 0
+    return capsys.readouterr().out
+
+
+def gpu_cells(table: str) -> list[dict[str, str]]:
+    """`smi -p`'s rows as {column: cell}."""
+    lines = table.splitlines()
+    header = [cell.strip() for cell in lines[1].split("|")]
+    return [
+        dict(zip(header, (c.strip() for c in line.split("|")), strict=True)) for line in lines[3:-1]
+    ]
+
+
+@pytest.mark.parametrize("error", ["NVMLError_NotSupported", "NVMLError_NoPermission"])
+@pytest.mark.parametrize("call", READS)
+def test_unreadable_field_shows_dash_in_that_cell_only(
+    monkeypatch, config_dir, capsys, call, error
+):
+    """One call fails on GPU 0: its cells show `-` (smi -p) and its fields are null (--json);
+    every other reading of GPU 0, and all of GPU 1, still show."""
+    FakeNvml(gpus=2, field_errors={(0, call): error}).install(monkeypatch)
+    run_job_on_gpus(config_dir, 2)
+    fields, columns = READS[call]
+    first, second = gpu_cells(smi(capsys, "-p"))
+    for column in ("Dev Temp", "Dev Util", "Mem Util", "Mem Usage"):
+        assert (first[column] == "-") == (column in columns), (column, first)
+        assert second[column] != "-", (column, second)
+    assert first["Mem Temp"] == second["Mem Temp"] == "-"  # never read: not in NVML's tiers
+    gpus = json.loads(smi(capsys, "--json"))["cluster"]["nodes"][0]["gpus"]
+    assert [(name, gpus[0][name] is None) for name in READINGS] == [
+        (name, name in fields) for name in READINGS
+    ]
+    assert all(gpus[1][name] is not None for name in READINGS)
+    assert not gpus[0]["lost"] and not gpus[1]["lost"]
+
+
+@pytest.mark.parametrize("error", ["NVMLError_NotSupported", "NVMLError_NoPermission"])
+def test_unreadable_on_every_gpu_shows_dash_in_the_device_table(
+    monkeypatch, config_dir, capsys, error
+):
+    """Utilization and memory unreadable on both GPUs of the device: its row in `smi` shows
+    `-` for memory used and utilization, and --json says null."""
+    errors = {(gpu, call): error for gpu in (0, 1) for call in ("util", "mem")}
+    FakeNvml(gpus=2, field_errors=errors).install(monkeypatch)
+    run_job_on_gpus(config_dir, 2)
+    row = smi(capsys).splitlines()[5].split("|")
+    assert "2xH200" in row[3] and row[4].strip() == "-" and row[6].strip() == "-"
+    device = json.loads(smi(capsys, "--json"))["devices"][0]
+    assert device["memory_used_mib"] is None and device["utilization"] is None
 
 
 def test_gpu_lost_mid_run_is_marked_and_others_go_on(monkeypatch):
@@ -124,10 +207,9 @@ def test_auto_falls_back_to_simulator_and_says_so(monkeypatch, config_dir):
     assert backend.notice.endswith(": showing the simulated MoAI cluster")
 
 
+@pytest.mark.skipif(DRIVER, reason="an NVIDIA driver is here: this is for machines without one")
 def test_no_library_at_all_on_this_machine(config_dir):
     """CI has no NVIDIA driver: the real pynvml fails to load, and the user is told so."""
-    from conftest import run_cli
-
     result = run_cli("smi", "--backend", "nvml")
     assert result.returncode == 1
     assert result.stderr == (
@@ -136,10 +218,18 @@ def test_no_library_at_all_on_this_machine(config_dir):
     assert run_cli("smi").returncode == 0  # auto: the simulator
 
 
-def test_no_permission_on_processes(monkeypatch):
+def test_no_permission_on_processes(monkeypatch, config_dir, capsys):
+    """NVML may not list other users' processes: none are shown, the GPUs' readings still are,
+    and the user's own job stays, its memory null (unknown) rather than 0."""
     FakeNvml(gpus=2, processes_denied=True).install(monkeypatch)
     snapshot = NvmlBackend().sample()
     assert snapshot.jobs == () and all(g.util is not None for g in snapshot.nodes[0].gpus)
+    run_job_on_gpus(config_dir, 2)
+    doc = json.loads(smi(capsys, "--json"))
+    (job,) = doc["cluster"]["jobs"]
+    assert job["pid"] == os.getpid() and job["mem_used_mib"] is None and job["util"] is None
+    assert [p["pid"] for p in doc["processes"]] == [os.getpid()]
+    assert doc["devices"][0]["utilization"] is not None
 
 
 def test_process_list_on_slow_cadence_only(monkeypatch):

@@ -133,19 +133,27 @@ def test_child_killed_with_sigkill_cleans_state(config_dir, tmp_path):
 
 
 def test_exit_code_passed_through_and_no_shell(config_dir, tmp_path):
-    marker = tmp_path / "should-not-exist"
+    """Arguments reach the program as they were given: no shell ever sees them (no command
+    separator runs, no substitution, no variable or glob expanded)."""
+    markers = [tmp_path / f"should-not-exist-{n}" for n in range(3)]
+    arguments = [
+        f"; touch {markers[0]}",
+        f"$(touch {markers[1]})",
+        f"`touch {markers[2]}`",
+        "$HOME",
+        str(tmp_path / "*"),
+    ]
     result = moai_done(
         "run",
         "--",
         sys.executable,
         "-c",
         "import sys; print(sys.argv[1:]); raise SystemExit(7)",
-        f"; touch {marker}",
-        "$HOME",
+        *arguments,
     )
     assert result.returncode == 7
-    assert result.stdout.strip() == repr([f"; touch {marker}", "$HOME"])
-    assert not marker.exists()
+    assert result.stdout.strip() == repr(arguments)
+    assert not any(marker.exists() for marker in markers)
     missing = moai_done("run", "--", "no-such-program-xyz")
     assert missing.returncode == 127 and "cannot start 'no-such-program-xyz'" in missing.stderr
 

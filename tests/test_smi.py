@@ -122,22 +122,27 @@ def test_reset_stops_the_job_with_exact_messages(config_dir):
 
 
 def test_json_round_trips_through_snapshot_backend(config_dir, tmp_path):
+    """A saved `smi --json` re-rendered elsewhere, later, with another state, prints what the
+    live command printed when it was saved: the table, `-p`, and the document itself."""
     run_cli("switch", "-M", "3xLarge.1536GB")
     run_cli("device", "--add", "Small.64GB")
     run_cli("sim", "start", "python train.py")
     at = {"MOAI_TUI_SIM_TIME": "1780000450"}
     saved = tmp_path / "bug-report.json"
     saved.write_text(run_cli("smi", "--json", env=at).stdout)
-    live = run_cli("smi", env=at).stdout
-    # Elsewhere, later, with another state: the saved file shows the same screen.
+    live = {flags: run_cli("smi", *flags, env=at).stdout for flags in ((), ("-p",))}
+    assert "python train.py" in live[()] and len(live[("-p",)].splitlines()) == 4 + 24
+    # Elsewhere, later, with another state: the saved file shows the same screens.
     run_cli("smi", "-r")
     run_cli("switch", "-M", "1")
-    for flags in ([], ["-p"], ["--json"]):
-        again = run_cli("smi", *flags, "--backend", f"snapshot:{saved}")
+    later = {"MOAI_TUI_SIM_TIME": "1780009999"}
+    assert run_cli("smi", "-p", env=later).stdout != live[("-p",)]
+    for flags, expected in live.items():
+        again = run_cli("smi", *flags, "--backend", f"snapshot:{saved}", env=later)
         assert again.returncode == 0, again.stderr
-        assert again.stdout == run_cli("smi", *flags, "--backend", f"snapshot:{saved}").stdout
-    assert run_cli("smi", "--backend", f"snapshot:{saved}").stdout == live
-    assert run_cli("smi", "--json", "--backend", f"snapshot:{saved}").stdout == saved.read_text()
+        assert again.stdout == expected, flags
+    again = run_cli("smi", "--json", "--backend", f"snapshot:{saved}", env=later)
+    assert again.stdout == saved.read_text()
 
 
 def test_smi_never_imports_textual(config_dir):
