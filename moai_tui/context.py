@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +33,13 @@ class Context:
     # One backend call at a time: the dashboard's poller and its actions, and an exporter's
     # concurrent scrapes, share one HTTP connection (Prometheus) or NVML's per-process caches.
     _call_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # The nodes the caller shows GPU by GPU (None: every node), and what the backend was last
+    # told: a wish is kept here and handed over with the next sample, under the call lock, so
+    # that the UI thread never waits behind a slow sample to say what it shows.
+    _detail: frozenset[str] | None = field(default=None, init=False, repr=False)
+    _told: frozenset[str] | None = field(default=None, init=False, repr=False)
+    # The nodes the user's devices stood on in the last sample (pipeline.take_sample).
+    device_nodes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     @cached_property
     def directory(self) -> Path:
@@ -73,11 +80,25 @@ class Context:
     def backend(self, backend: Backend) -> None:  # tests and tools bring their own
         with self._open_lock:
             self._backend = backend
+            self._told = None  # a new backend starts on every node
 
-    def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
-        """The backend's sample; every caller comes through here, one call at a time."""
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        """The nodes whose GPUs the caller shows one by one (None: every node, the default),
+        for the backend from the next sample on (Backend.set_detail). Never blocks."""
+        self._detail = None if nodes is None else frozenset(nodes)
+
+    def sample(
+        self, requests: Sequence[JobRequest] = (), also: Collection[str] = ()
+    ) -> ClusterSnapshot:
+        """The backend's sample; every caller comes through here, one call at a time. `also`:
+        nodes to fetch GPU by GPU besides the caller's detail (the user's devices' nodes)."""
         backend = self.backend
         with self._call_lock:
+            detail = self._detail
+            wanted = None if detail is None else detail | frozenset(also)
+            if wanted != self._told:
+                backend.set_detail(wanted)
+                self._told = wanted
             return backend.sample(requests)
 
     def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> HistoryPoints | None:

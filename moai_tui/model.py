@@ -60,6 +60,22 @@ class Gpu:
         return f"{self.node}:{self.index}"
 
 
+@dataclass(frozen=True)
+class NodeSummary:
+    """A node described by aggregates only: the backend skipped its per-GPU series (a cluster
+    too large to fetch every GPU each refresh; the caller named the nodes it shows one by one).
+    Counts are exact; readings are over the GPUs that report them, within validate's bounds."""
+
+    gpus: int  # GPUs the node reports (lost ones included)
+    free: int  # GPUs with no holder that do nothing (view.is_free's rule)
+    lost: int
+    util: float | None  # mean over its GPUs
+    mem_used_mib: int | None
+    mem_total_mib: int | None
+    temp_c: float | None  # the hottest GPU
+    power_w: float | None  # the node's total
+
+
 # Scheduler states of a node that is up but takes no new work (jobs already there go on).
 CLOSED_STATES = frozenset({"drained", "draining", "failing", "maint"})
 
@@ -73,6 +89,13 @@ class Node:
     # a backend knows one; empty otherwise.
     state: str = ""
     reason: str = ""
+    # Set, with gpus=(), where the backend fetched only aggregates of the node (see NodeSummary).
+    summary: NodeSummary | None = None
+
+    @property
+    def gpu_count(self) -> int:
+        """The GPUs the node reports, lost ones included, whether listed or summarised."""
+        return self.summary.gpus if self.summary is not None else len(self.gpus)
 
     @property
     def accepts_work(self) -> bool:

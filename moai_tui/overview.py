@@ -12,6 +12,7 @@ from moai_tui.model import ClusterSnapshot, Flavor, Job
 from moai_tui.view import (
     DeviceView,
     fits_now,
+    free_count,
     is_free,
     mean,
     unavailable_reason,
@@ -44,24 +45,34 @@ def summarise(
     snapshot: ClusterSnapshot, views: Sequence[DeviceView], flavors: Iterable[Flavor]
 ) -> ClusterSummary:
     gpus = free = whole = down = lost = 0
-    utils: list[float] = []
+    util_sum, util_gpus = 0.0, 0  # a mean over every GPU, each weighed once
     for node in snapshot.nodes:
         if not node.up:
             down += 1
-            lost += len(node.gpus)
+            lost += node.gpu_count
             continue
-        node_free = 0
-        for gpu in node.gpus:
-            if gpu.lost:
-                lost += 1
-                continue
-            gpus += 1
-            if gpu.util is not None:
-                utils.append(gpu.util)
-            if node.accepts_work and is_free(gpu):
-                node_free += 1
+        summary = node.summary
+        if summary is not None:  # counted by the backend (a node it only summarised)
+            lost += summary.lost
+            gpus += summary.gpus - summary.lost
+            if summary.util is not None:  # its mean, weighed by its GPUs
+                util_sum += summary.util * (summary.gpus - summary.lost)
+                util_gpus += summary.gpus - summary.lost
+            node_free = summary.free if node.accepts_work else 0
+        else:
+            node_free = 0
+            for gpu in node.gpus:
+                if gpu.lost:
+                    lost += 1
+                    continue
+                gpus += 1
+                if gpu.util is not None:
+                    util_sum += gpu.util
+                    util_gpus += 1
+                if node.accepts_work and is_free(gpu):
+                    node_free += 1
         free += node_free
-        whole += bool(node.gpus) and node_free == len(node.gpus)
+        whole += node.gpu_count > 0 and node_free == node.gpu_count
     mine = [g for v in views for g in v.gpus if not g.lost]
     known_mem = [g.mem_used_mib for g in mine if g.mem_used_mib is not None]
     held: dict[str, int] = {}
@@ -82,7 +93,7 @@ def summarise(
         whole_free_nodes=whole,
         down_nodes=down,
         lost_gpus=lost,
-        mean_util=mean(utils),
+        mean_util=util_sum / util_gpus if util_gpus else None,
         mine_gpus=len(mine),
         mine_mem_mib=sum(known_mem) if known_mem else None,
         mine_util=mean([g.util for g in mine]),
@@ -102,15 +113,18 @@ class Landing:
 
 
 def landing(flavor: Flavor, snapshot: ClusterSnapshot) -> Landing:
-    """The first nodes (least busy first, then by name) with enough free GPUs for the flavor."""
+    """The first nodes (least busy first, then by name) with enough free GPUs for the flavor.
+    On a node the backend only summarised, which GPUs are free is not known: it is chosen by
+    its count of free GPUs, and its GPUs are not among the locations."""
     per_node = flavor.gpus_per_node
     ready = []
     for node in snapshot.nodes:
         if not node.accepts_work:
             continue
         free = [g for g in node.gpus if is_free(g)]
-        if len(free) >= per_node:
-            ready.append((len(node.gpus) - len(free), natural_key(node.name), node, free))
+        count = free_count(node)
+        if count >= per_node:
+            ready.append((node.gpu_count - count, natural_key(node.name), node, free, count))
     ready.sort(key=lambda entry: entry[:2])
     if len(ready) < flavor.nodes:
         whole = sum(1 for entry in ready if entry[0] == 0)
@@ -119,17 +133,17 @@ def landing(flavor: Flavor, snapshot: ClusterSnapshot) -> Landing:
         else:
             reason = (
                 f"needs {flavor.nodes} nodes with {per_node} free GPUs, {len(ready)} have"
-                if per_node < max((len(n.gpus) for n in snapshot.nodes), default=0)
+                if per_node < max((n.gpu_count for n in snapshot.nodes), default=0)
                 else f"needs {flavor.nodes} whole nodes, {whole} free"
             )
         return Landing((), (), reason)
     chosen = ready[: flavor.nodes]
     locations: list[str] = []
     remaining = flavor.gpus
-    for _, _, _, free in sorted(chosen, key=lambda entry: entry[1]):
-        take = free[: min(per_node, remaining)]
-        locations += [g.location for g in take]
-        remaining -= len(take)
+    for _, _, _, free, count in sorted(chosen, key=lambda entry: entry[1]):
+        take = min(per_node, remaining, count)
+        locations += [g.location for g in free[:take]]
+        remaining -= take
     return Landing(
         tuple(entry[2].name for entry in sorted(chosen, key=lambda e: e[1])), tuple(locations), None
     )

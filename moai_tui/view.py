@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node
 from moai_tui.state import Device
 
 ACCELERATOR_NAME = "MoAI Accelerator"
@@ -36,6 +36,22 @@ class DeviceView:
 def mean(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
+
+
+def device_nodes(
+    devices: Sequence[Device], flavors: Mapping[str, Flavor], snapshot: ClusterSnapshot
+) -> set[str]:
+    """The nodes the user's devices stand on, as device_views takes them: a job's nodes, or on
+    an attached backend the first nodes of the cluster. Their GPUs must be known one by one."""
+    names: set[str] = set()
+    for device in devices:
+        flavor = flavors.get(device.flavor)
+        job = snapshot.job_on_device(device.id)
+        if job is not None:
+            names.update(location.rsplit(":", 1)[0] for location in job.gpus)
+        elif snapshot.attached and flavor is not None:
+            names.update(node.name for node in snapshot.nodes[: flavor.nodes])
+    return names
 
 
 def device_views(
@@ -135,7 +151,7 @@ def fmt_number(value: float | None, unit: str) -> str:
 def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
     """Why the flavor can never run on what the backend has, or None when it can."""
     nodes = [n for n in snapshot.nodes if n.up]
-    gpus = sum(len(n.gpus) for n in nodes)
+    gpus = sum(n.gpu_count for n in nodes)
     where = "this machine" if snapshot.local else "the cluster"
     if flavor.gpus > gpus:
         return f"needs {flavor.gpus} GPUs, {where} has {gpus}"
@@ -148,7 +164,7 @@ def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
 # memory: a metrics-only backend (Prometheus) knows no jobs, and an idle-looking GPU that holds
 # 10 % of its memory is someone's.
 BUSY_UTIL = 5.0
-BUSY_MEMORY_SHARE = 0.10
+BUSY_MEMORY_PARTS = 10  # busy from 1/10 of its memory on
 
 
 def is_free(gpu: Gpu) -> bool:
@@ -158,17 +174,24 @@ def is_free(gpu: Gpu) -> bool:
     if gpu.util is not None and gpu.util >= BUSY_UTIL:
         return False
     if gpu.mem_used_mib and gpu.mem_total_mib:
-        return gpu.mem_used_mib < BUSY_MEMORY_SHARE * gpu.mem_total_mib
+        # In whole numbers (used < 10 % of total): Prometheus counts free GPUs of nodes it only
+        # summarises by this very comparison, and 0.1 * total rounds (0.1 * 30 > 3).
+        return gpu.mem_used_mib * BUSY_MEMORY_PARTS < gpu.mem_total_mib
     return True
+
+
+def free_count(node: Node) -> int:
+    """The node's free GPUs (is_free), counted by the backend where it summarised the node."""
+    if node.summary is not None:
+        return node.summary.free
+    return sum(1 for g in node.gpus if is_free(g))
 
 
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     """Whether enough nodes have enough free GPUs for the flavor at this moment."""
     per_node = flavor.gpus_per_node
     ready = sum(
-        1
-        for node in snapshot.nodes
-        if node.accepts_work and sum(1 for g in node.gpus if is_free(g)) >= per_node
+        1 for node in snapshot.nodes if node.accepts_work and free_count(node) >= per_node
     )
     return ready >= flavor.nodes
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -65,6 +65,12 @@ class Backend(Protocol):
     scheduler: str | None
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        """The nodes whose GPUs the caller shows one by one; None (the default) means every
+        node. A backend that can fetch less (Prometheus) then returns the other nodes as
+        aggregates only (Node.summary, no GPUs); every other backend ignores it."""
+        ...
 
     def local_catalog(self) -> Catalog | None:
         """Flavors derived from the backend's own GPUs (1, 2, 4, 8 x this machine's GPU), or

@@ -20,7 +20,7 @@ import importlib.util
 import io
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -206,6 +206,9 @@ class AmdSmiBackend:
 
     def memory_total_mib(self) -> int | None:
         return next((d.total_mib for d in self.devices if d.total_mib), None)
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        pass  # this machine's GPUs are few: always every one
 
     def local_catalog(self) -> Catalog:
         """1, 2, 4, 8 ... and all of this machine's GPUs; the MoAI names on MI250 GCDs."""

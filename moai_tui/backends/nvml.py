@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import pynvml
@@ -100,6 +100,9 @@ class NvmlBackend:
             if info is not None:
                 return info.total // MIB
         return None
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        pass  # this machine's GPUs are few: always every one
 
     def local_catalog(self) -> Catalog:
         """1, 2, 4, 8 ... and all of this machine's GPUs, named after the model and memory."""

@@ -1,15 +1,17 @@
 """Backend `prometheus`: a whole cluster as one accelerator, from the Prometheus that already
 scrapes dcgm-exporter (NVIDIA) or device-metrics-exporter (AMD) on every node.
 
-A refresh is two queries whatever the cluster's size: every per-GPU metric in one (reduced per
-GPU on the server, tagged with the metric it came from), and `up` for the exporters. Nodes come
+A refresh asks, at once: the per-GPU series of the nodes shown GPU by GPU (every node unless the
+caller named some, `set_detail`), as the exporters wrote them; for every other node one set of
+aggregates computed by Prometheus (its GPUs, free GPUs, mean utilization, memory, hottest GPU,
+power), so the answer grows with the nodes, not the GPUs; and `up` for the exporters. Nodes come
 from the host label (`Hostname`, `hostname`, else the exporter's `instance`); a node seen before
 whose series vanished, or whose exporter is `up == 0`, is shown down. An exporter already down
-when this process started costs a third query, once: its last series name its node and GPUs.
+when this process started costs one more query, once: its last series name its node and GPUs.
 Names drift between exporter versions, so they live in one alias table with their unit scales.
 
 Label values (node names above all) are data, never PromQL: they go into queries as escaped
-string literals, matched with `=`.
+string literals, matched exactly (`=`, or `=~` of escaped alternatives).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import json
 import math
 import os
 import ssl
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from urllib.parse import urlencode, urlsplit
 
 from moai_tui.config import PrometheusSettings
 from moai_tui.errors import BackendError, UsageError
-from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node
+from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node, NodeSummary
 from moai_tui.parsing import is_number
+from moai_tui.validate import BOUNDS
+from moai_tui.view import BUSY_MEMORY_PARTS, BUSY_UTIL
 
 NOT_SUPPORTED = 9.0e18  # DCGM's "not supported" sentinel is about 9.2e18
 # Field -> [(metric, scale to our unit)], first present wins. dcgm-exporter up to 4.8, the
@@ -54,6 +60,7 @@ ALIASES: dict[str, list[tuple[str, float]]] = {
         ("gpu_package_power", 1.0),
     ],
 }
+METRICS = tuple(dict.fromkeys(metric for aliases in ALIASES.values() for metric, _ in aliases))
 GPU_LABELS = (
     "Hostname",
     "hostname",
@@ -79,7 +86,7 @@ GPU_LABELS = (
 JOB_LABELS = (("job_id", "job_user"), ("hpc_job", "hpc_user"))
 # The AMD exporter puts its MetricsFieldPrefix (any Prometheus name, e.g. "amd_") before every
 # name it exports: its names are matched with or without one.
-AMD_NAMES = frozenset(m for aliases in ALIASES.values() for m, _ in aliases if m.startswith("gpu_"))
+AMD_NAMES = frozenset(m for m in METRICS if m.startswith("gpu_"))
 TAG = "moai_metric"
 # The used-memory metric -> how its vendor gives the rest: the total, or what is free.
 MEMORY_PAIRS = {
@@ -87,13 +94,32 @@ MEMORY_PAIRS = {
     "gpu_used_vram": ("total", "gpu_total_vram"),
 }
 HOST_LABELS = ("Hostname", "hostname", "instance")  # which names a node, first present wins
-INDEX_LABELS = ("gpu", "gpu_id")
+INDEX_LABELS = ("gpu", "gpu_id")  # NVIDIA's, AMD's: the same node may have both
+BY_NODE = ", ".join(HOST_LABELS)
+BY_GPU = ", ".join(HOST_LABELS + INDEX_LABELS)
+# Nobody holds a GPU whose series carry no job id (view.is_free's holder is a numeric one).
+NOT_HELD = tuple(f'{label}!~"[0-9]+"' for label, _ in JOB_LABELS)
+# How a summary adds up each field over a node's GPUs (of readings within validate's bounds).
+SUMMED = {
+    "util": "avg",
+    "mem_used_mib": "sum",
+    "mem_free_mib": "sum",
+    "mem_total_mib": "sum",
+    "temp_c": "max",
+    "power_w": "sum",
+}
 # How far back the last series of an exporter that is down names its node and GPUs.
 DOWN_LOOKBACK = "7d"
+# Queries a refresh asks at once (one connection each): Prometheus runs them side by side.
+POOL_SIZE = 4
 TOKEN_ENV = "MOAI_TUI_PROMETHEUS_TOKEN"
 USER_ENV = "MOAI_TUI_PROMETHEUS_USER"
 PASSWORD_ENV = "MOAI_TUI_PROMETHEUS_PASSWORD"
 URL_ENV = "MOAI_TUI_PROMETHEUS_URL"
+
+# Where: host label -> the node names it holds (the nodes a query is about, by the label that
+# names each; a node whose label is not known yet is under every host label).
+Where = Mapping[str, Collection[str]]
 
 
 def series_of(metric: str, matchers: Sequence[str] = ()) -> str:
@@ -104,16 +130,68 @@ def series_of(metric: str, matchers: Sequence[str] = ()) -> str:
     return f"{metric}{{{','.join(matchers)}}}" if matchers else metric
 
 
-def per_gpu_query() -> str:
-    """All per-GPU metrics in one query: reduced per GPU on the server (a GPU shared by several
-    pods appears once), each series tagged with the metric it came from."""
-    by = ", ".join(GPU_LABELS)
-    metrics = dict.fromkeys(metric for aliases in ALIASES.values() for metric, _ in aliases)
-    parts = [
-        f'label_replace(max by ({by}) ({series_of(metric)}), "{TAG}", "{metric}", "", "")'
-        for metric in metrics
-    ]
-    return " or ".join(parts)
+def names_of(metrics: Iterable[str]) -> str:
+    """A `__name__` matcher for these metrics (AMD's under any prefix)."""
+    pattern = "|".join(f".*{m}" if m in AMD_NAMES else m for m in metrics)
+    return f"__name__=~{promql_string(pattern)}"
+
+
+def one_of(nodes: Collection[str]) -> str:
+    """An RE2 pattern matching exactly these names, as a PromQL string literal."""
+    return promql_string("|".join(regex_literal(n) for n in sorted(nodes)))
+
+
+def gpu_query(where: Where | None = None) -> str:
+    """The per-GPU series of every metric the alias table names, as the exporters wrote them:
+    nothing to compute, the cheapest answer Prometheus gives (a GPU seen through several pods is
+    reduced by the client). With `where`, only those nodes' series."""
+    names = names_of(METRICS)
+    if where is None:
+        return f"{{{names}}}"
+    return " or ".join(
+        f"{{{names},{label}=~{one_of(nodes)}}}" for label, nodes in sorted(where.items()) if nodes
+    )
+
+
+def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str, str]:
+    """What each node (grouped by its host labels) sums up to, computed by Prometheus, one query
+    per figure so that they run side by side: its GPUs (those that report a utilization), how
+    many are free (view.is_free: no numeric job id, utilization under 5 % or unknown, memory
+    under a tenth or unknown), and its readings within validate's bounds (SUMMED). A node with
+    two vendors' exporters is two groups, which the client adds up. `skip`: nodes left out
+    (those fetched GPU by GPU). `shared`: GPUs are seen through several series each (pods
+    sharing a GPU), so each is first reduced to one."""
+    not_skipped = [f"{label}!~{one_of(nodes)}" for label, nodes in sorted((skip or {}).items())]
+
+    def per_gpu(metrics: Iterable[str], *matchers: str) -> str:
+        selector = f"{{{','.join([names_of(metrics), *not_skipped, *matchers])}}}"
+        return f"max by ({BY_GPU}) ({selector})" if shared else selector
+
+    def aliases(field: str) -> list[str]:
+        return [metric for metric, _ in ALIASES[field]]
+
+    # Utilization under 5 % or out of bounds (unknown once cleaned): |u - 52.5| > 47.5.
+    low, high = BUSY_UTIL, BOUNDS["util"][1]
+    idle = f"abs({per_gpu(aliases('util'), *NOT_HELD)} - {(low + high) / 2}) > {(high - low) / 2}"
+    for used, (kind, other) in MEMORY_PAIRS.items():
+        # Busy: used * 10 >= used + free, or >= total (a reading under 1 MiB is none).
+        times = BUSY_MEMORY_PARTS - 1 if kind == "free" else BUSY_MEMORY_PARTS
+        used_gpus, other_gpus = per_gpu([used], *NOT_HELD), per_gpu([other], *NOT_HELD)
+        busy = f"({used_gpus} >= 1) * {times} >= on ({BY_GPU}) {other_gpus}"
+        idle = f"{idle} unless on ({BY_GPU}) ({busy})"
+    queries = {
+        "gpus": f"count by ({BY_NODE}) ({per_gpu(aliases('util'))})",
+        "free": f"count by ({BY_NODE}) ({idle})",
+    }
+    for field, how in SUMMED.items():
+        lowest, highest = BOUNDS.get(field, BOUNDS["mem_used_mib"])
+        # One GPU may give two of power's names: per node, the first present. Other fields'
+        # names are two vendors', or one sensor renamed (or junction and edge: the hotter).
+        sets = [[m] for m in aliases(field)] if field == "power_w" else [aliases(field)]
+        queries[field] = " or ".join(
+            f"{how} by ({BY_NODE}) ({per_gpu(names)} >= {lowest} <= {highest})" for names in sets
+        )
+    return queries
 
 
 def promql_string(text: str) -> str:
@@ -237,27 +315,49 @@ class PrometheusClient:
             self.context.verify_mode = ssl.CERT_NONE
         self.use_get = False  # some proxies refuse POST (405): then GET for good
         self.queries = 0
-        self._connection: http.client.HTTPConnection | None = None
+        self.waited_s = 0.0  # the caller's time spent waiting for answers (benchmarks)
+        # One kept-alive connection per thread: the caller's, and the pool's for query_many.
+        self._local = threading.local()
+        self._connections: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
-        if self._connection is None:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
             if self.scheme == "https":
-                self._connection = http.client.HTTPSConnection(
+                connection = http.client.HTTPSConnection(
                     self.host, self.port, timeout=self.timeout, context=self.context
                 )
             else:
-                self._connection = http.client.HTTPConnection(
-                    self.host, self.port, timeout=self.timeout
-                )
-        return self._connection
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.add(connection)
+        return connection
+
+    def _drop(self) -> None:
+        """Close this thread's connection (the server closed it, or it is in a bad state)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._lock:
+                self._connections.discard(connection)
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
 
     def get(self, path: str, params: dict, what: str, allow_post: bool = True) -> bytes:
-        self.queries += 1
+        with self._lock:
+            self.queries += 1
         body = urlencode(params)
         method = "POST" if allow_post and not self.use_get else "GET"
         target = self.prefix + path + ("" if method == "POST" else f"?{body}")
@@ -272,16 +372,16 @@ class PrometheusClient:
                 data = response.read()
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.close()
+                self._drop()
                 if attempt == 2:
                     raise BackendError(f"prometheus at {self.where}: connection closed") from None
             except TimeoutError:
-                self.close()
+                self._drop()
                 raise BackendError(
                     f"prometheus at {self.where}: no answer within {self.timeout:g} s"
                 ) from None
             except (OSError, http.client.HTTPException) as error:
-                self.close()
+                self._drop()
                 raise BackendError(f"prometheus at {self.where}: {describe(error)}") from None
         if response.status == 405 and method == "POST":
             self.use_get = True
@@ -295,8 +395,44 @@ class PrometheusClient:
             raise BackendError(f"prometheus at {self.where}: {what}: HTTP {response.status}")
         return data
 
+    def _ask(self, promql: str, what: str) -> bytes:
+        return self.get("/api/v1/query", {"query": promql}, what)
+
     def query(self, promql: str, what: str) -> list[tuple[dict, float | None]]:
-        return parse_vector(self.get("/api/v1/query", {"query": promql}, what), what)
+        started = time.perf_counter()
+        body = self._ask(promql, what)
+        self.waited_s += time.perf_counter() - started
+        return parse_vector(body, what)
+
+    def query_many(
+        self, queries: Sequence[tuple[str, str]]
+    ) -> list[list[tuple[dict, float | None]]]:
+        """Instant queries (PromQL, what it is) asked at once, each on a connection of its own:
+        Prometheus evaluates them side by side. Answers in the order asked, each parsed here as
+        it lands while the others are still out; the first error is raised once all are in."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="prometheus")
+        pool = self._pool
+        futures = {
+            pool.submit(self._ask, promql, what): i for i, (promql, what) in enumerate(queries)
+        }
+        landing = as_completed(futures)
+        answers: list = [None] * len(queries)
+        error: BackendError | None = None
+        while True:
+            started = time.perf_counter()
+            future = next(landing, None)
+            self.waited_s += time.perf_counter() - started
+            if future is None:
+                break
+            i = futures[future]
+            try:
+                answers[i] = parse_vector(future.result(), queries[i][1])
+            except BackendError as failed:
+                error = error or failed
+        if error is not None:
+            raise error
+        return answers
 
     def query_range(
         self, promql: str, start: float, end: float, step: float, what: str
@@ -343,15 +479,22 @@ class PrometheusBackend:
     def __init__(self, client: PrometheusClient, clock=time.time):
         self.client = client
         self.clock = clock
-        self.known: dict[str, tuple[Gpu, ...]] = {}  # node -> its GPUs as last seen
+        self.detail: frozenset[str] | None = None  # nodes fetched GPU by GPU; None: all
+        # Node -> its GPUs as last seen, or only how many (a node seen as a summary): what a
+        # node that goes down is shown with.
+        self.known: dict[str, tuple[Gpu, ...] | int] = {}
         self.instances: dict[str, set[str]] = {}  # exporter address -> the nodes it serves
-        # How each node's series are labelled: the label naming it, the GPU index label, and
-        # each GPU's index value as the exporter writes it (history asks for exactly those).
-        self.node_labels: dict[str, tuple[str, str]] = {}
-        self.index_values: dict[tuple[str, int], str] = {}
+        self.host_labels: dict[str, set[str]] = {}  # node -> the labels that name it
+        # Per GPU, how its series are labelled: the label naming its node, its index label and
+        # value as the exporter writes them (history asks for exactly those).
+        self.gpu_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         # Per node, the metrics its utilization and used memory were read from (the vendor's).
         self.node_metrics: dict[str, dict[str, str]] = {}
         self.driver = "-"
+        # Whether a GPU was seen through several series of one metric (pods sharing it): the
+        # summaries then reduce each GPU to one series first, which costs Prometheus more.
+        self.shared = False
+        self._fields: dict[str, tuple[tuple[str, int, float], ...]] = {}  # name -> fields
         self._asked: set[str] = set()  # down exporters whose last series were asked for
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -391,13 +534,23 @@ class PrometheusBackend:
         )
         return cls(client)
 
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        self.detail = None if nodes is None else frozenset(nodes)
+
+    def _where(self, nodes: Collection[str]) -> dict[str, set[str]]:
+        """The nodes by the labels that name them (every host label where not known yet)."""
+        where: dict[str, set[str]] = {}
+        for node in nodes:
+            for label in self.host_labels.get(node) or HOST_LABELS:
+                where.setdefault(label, set()).add(node)
+        return where
+
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         now = self.clock()
         if now < self._retry_at:  # back off after a failure: say so without asking again
             raise BackendError(f"{self._last_error} (retrying in {self._retry_at - now:.0f} s)")
         try:
-            series = self.client.query(per_gpu_query(), "GPU metrics")
-            up = self.client.query("up", "exporter status")
+            up, series, groups = self._ask()
         except BackendError as error:
             self._backoff = min(30.0, max(1.0, self._backoff * 2))
             self._retry_at = now + self._backoff
@@ -405,86 +558,189 @@ class PrometheusBackend:
             raise
         self._backoff = 0.0
         down = {labels.get("instance", "") for labels, value in up if value == 0} - {""}
-        serving = {labels.get("instance") for labels, _ in series}
-        unnamed = sorted(down - serving - set(self.instances) - self._asked)
+        gpus = self._read_gpus(series)
+        summaries = self._read_summaries(groups)
+        unnamed = sorted(down - set(self.instances) - self._asked)
         if unnamed:  # down since before this process looked: their last series name them
             self._asked |= set(unnamed)  # once: a node that never served GPUs stays unknown
             try:
                 self._learn_down(self.client.query(down_query(unnamed), "down exporters"))
             except BackendError:
                 pass  # (an old Prometheus without last_over_time) the live nodes still stand
-        return self._snapshot(now, series, down)
+        return self._snapshot(now, gpus, summaries, down)
 
-    def _node_of(self, labels: dict) -> tuple[str, str, str, str] | None:
-        """(node, its label, GPU index value, its label) of a series, None without a node."""
-        host_label = next((h for h in HOST_LABELS if labels.get(h)), None)
-        if host_label is None:
-            return None
-        index_label = next((i for i in INDEX_LABELS if i in labels), INDEX_LABELS[0])
-        return labels[host_label], host_label, labels.get(index_label) or "0", index_label
+    def _ask(self) -> tuple[list, list, dict[str, list]]:
+        """`up`, the detail nodes' per-GPU series and the other nodes' summaries, asked at
+        once. Summaries that find GPUs shared by pods (one GPU, several series: Prometheus
+        refuses to match them one to one) are asked again, each GPU reduced to one first."""
+        detail = self.detail
+        where = None if detail is None else self._where(detail)
+        while True:
+            parts = {} if detail is None else summary_queries(where, self.shared)
+            queries = [("up", "exporter status")]
+            if where is None or where:
+                queries.append((gpu_query(where), "GPU metrics"))
+            queries += [(promql, f"nodes' {name}") for name, promql in parts.items()]
+            try:
+                up, *answers = self.client.query_many(queries)
+            except BackendError as error:
+                if parts and not self.shared and "many-to-many" in str(error):
+                    self.shared = True
+                    continue
+                raise
+            series = answers.pop(0) if where is None or where else []
+            return up, series, dict(zip(parts, answers, strict=True))
+
+    def _fields_of(self, name: str) -> tuple[tuple[str, int, float], ...]:
+        """(field, rank among its aliases, scale) of each field a metric name gives; an AMD
+        name under a prefix is its unprefixed name's."""
+        fields = self._fields.get(name)
+        if fields is None:
+            metric = (
+                name if name in METRICS else next((m for m in AMD_NAMES if name.endswith(m)), "")
+            )
+            fields = tuple(
+                (field, rank, scale)
+                for field, aliases in ALIASES.items()
+                for rank, (alias, scale) in enumerate(aliases)
+                if alias == metric
+            )
+            self._fields[name] = fields
+        return fields
+
+    def _read_gpus(self, series) -> dict[tuple[str, str, str], list]:
+        """(node, index label, index value) -> [field -> (rank, value), labels] of each GPU in
+        an answer of per-GPU series. A GPU seen through several series of one metric (pods
+        sharing it) reads their largest value."""
+        gpus: dict[tuple[str, str, str], list] = {}
+        seen: set[tuple[tuple[str, str, str], str]] = set()
+        for labels, value in series:
+            name = labels.get("__name__", "")
+            fields = self._fields_of(name)
+            key = _gpu_key(labels)
+            if not fields or key is None:
+                continue
+            gpu = gpus.get(key)
+            if gpu is None:
+                gpu = gpus[key] = [{}, labels]
+                instance = labels.get("instance")
+                if instance:
+                    self.instances.setdefault(instance, set()).add(key[0])
+            elif (key, name) in seen:
+                self.shared = True
+            seen.add((key, name))
+            slot = gpu[0]
+            for field, rank, scale in fields:
+                scaled = None if value is None else value * scale
+                held = slot.get(field)
+                if held is None or rank < held[0]:
+                    slot[field] = (rank, scaled, name)
+                elif rank == held[0] and scaled is not None and (held[1] or 0) < scaled:
+                    slot[field] = (rank, scaled, name)  # one GPU through several pods
+                if field == "util":
+                    gpu[1] = labels  # who holds a GPU is read from its utilization's labels
+        return gpus
+
+    def _read_summaries(self, groups: dict[str, list]) -> dict[str, NodeSummary]:
+        """Node -> its summary, from the per-group answers of summary_queries; a node named in
+        two groups (two vendors' exporters) is their sum."""
+        figures: dict[tuple[str, str, str], dict[str, float | None]] = {}
+        for name, answer in groups.items():
+            for labels, value in answer:
+                group = tuple(labels.get(label, "") for label in HOST_LABELS)
+                figures.setdefault(group, {})[name] = value
+        merged: dict[str, list] = {}
+        for group, figure in figures.items():
+            node = next((value for value in group if value), "")
+            gpus = int(figure.get("gpus") or 0)
+            if not node or not gpus:
+                continue
+            named_by = HOST_LABELS[group.index(node)]
+            self.host_labels.setdefault(node, set()).add(named_by)
+            if group[2]:
+                self.instances.setdefault(group[2], set()).add(node)
+            used, free, total = (
+                figure.get(f) for f in ("mem_used_mib", "mem_free_mib", "mem_total_mib")
+            )
+            if total is None and used is not None and free is not None:
+                total = used + free  # FB_TOTAL is not exported by default
+            util = figure.get("util")
+            merged.setdefault(node, []).append(
+                (
+                    gpus,
+                    int(figure.get("free") or 0),
+                    util,
+                    used,
+                    total,
+                    figure.get("temp_c"),
+                    figure.get("power_w"),
+                )
+            )
+        return {node: _summed(parts) for node, parts in merged.items()}
 
     def _learn_down(self, series) -> None:
-        seen: dict[str, dict[str, str]] = {}  # node -> index value -> model
+        """Nodes of exporters down since before this process looked, from their last series."""
+        found: dict[tuple[str, str, str], list] = {}
         for labels, _ in series:
-            named = self._node_of(labels)
-            if named is None:
-                continue
-            node, host_label, index, index_label = named
-            self.instances.setdefault(labels.get("instance", ""), set()).add(node)
-            self.node_labels.setdefault(node, (host_label, index_label))
-            seen.setdefault(node, {})[index] = _model(labels)
-        for node, gpus in seen.items():
+            key = _gpu_key(labels)
+            if key is not None:
+                found[key] = [{}, labels]  # no readings: it is down
+                self.host_labels.setdefault(key[0], set()).add(_host_label(labels))
+                if labels.get("instance"):
+                    self.instances.setdefault(labels["instance"], set()).add(key[0])
+        by_node: dict[str, list[Gpu]] = {}
+        for (node, _, _), gpu in _numbered(found).items():
+            by_node.setdefault(node, []).append(gpu)
+        for node, gpus in by_node.items():
             if node not in self.known:
-                self.known[node] = tuple(
-                    sorted(
-                        (Gpu(node, _index(i), m, lost=True) for i, m in gpus.items()),
-                        key=lambda g: g.index,
-                    )
-                )
+                self.known[node] = tuple(sorted(gpus, key=lambda g: g.index))
 
-    def _snapshot(self, now: float, series, down_instances: set[str]) -> ClusterSnapshot:
-        fields: dict[tuple[str, str], dict] = {}  # (node, gpu) -> field -> (rank, value)
-        meta: dict[tuple[str, str], dict] = {}
-        rank: dict[str, list[tuple[str, int, float]]] = {}  # metric -> the fields it gives
-        for field, aliases in ALIASES.items():
-            for i, (metric, scale) in enumerate(aliases):
-                rank.setdefault(metric, []).append((field, i, scale))
-        for labels, value in series:
-            metric = labels.get(TAG)
-            named = self._node_of(labels)
-            if metric not in rank or named is None:
-                continue
-            node, host_label, gpu, index_label = named
-            self.node_labels[node] = (host_label, index_label)
-            self.index_values[(node, _index(gpu))] = gpu
-            if labels.get("instance"):
-                self.instances.setdefault(labels["instance"], set()).add(node)
-            if labels.get("DCGM_FI_DRIVER_VERSION"):
-                self.driver = labels["DCGM_FI_DRIVER_VERSION"]
-            slot = fields.setdefault((node, gpu), {})
-            for field, order, scale in rank[metric]:
-                if field in ("util", "mem_used_mib"):
-                    self.node_metrics.setdefault(node, {})[field] = metric
-                if field not in slot or order < slot[field][0]:
-                    slot[field] = (order, None if value is None else value * scale)
-            meta.setdefault((node, gpu), labels)
+    def _snapshot(
+        self,
+        now: float,
+        gpus: dict[tuple[str, str, str], list],
+        summaries: dict[str, NodeSummary],
+        down_instances: set[str],
+    ) -> ClusterSnapshot:
         down: set[str] = set()
         for instance in down_instances:  # every node that exporter serves
             down |= self.instances.get(instance, set())
-        nodes: dict[str, list[Gpu]] = {}
-        for (node, gpu), slot in fields.items():
-            nodes.setdefault(node, []).append(self._gpu(node, gpu, slot, meta[(node, gpu)]))
+        listed: dict[str, list[Gpu]] = {}
+        meta: dict[tuple[str, int], dict] = {}
+        for (node, index_label, value), gpu in _numbered(gpus).items():
+            slot, labels = gpus[(node, index_label, value)]
+            host_label = _host_label(labels)
+            self.host_labels.setdefault(node, set()).add(host_label)
+            self.gpu_labels[(node, gpu.index)] = (host_label, index_label, value)
+            metrics = self.node_metrics.setdefault(node, {})
+            for field in ("util", "mem_used_mib"):
+                if field in slot:
+                    metrics[field] = _unprefixed(slot[field][2])
+            if labels.get("DCGM_FI_DRIVER_VERSION"):
+                self.driver = labels["DCGM_FI_DRIVER_VERSION"]
+            listed.setdefault(node, []).append(gpu)
+            meta[(node, gpu.index)] = labels
         out = []
-        live = {name for name in nodes if name not in down}
-        for name in sorted(set(nodes) | set(self.known)):
-            if name in nodes and name not in down:
-                gpus = tuple(sorted(nodes[name], key=lambda g: g.index))
-                self.known[name] = gpus
-                out.append(Node(name, gpus))
-            else:  # its exporter is down or its series vanished: shown down, not dropped
-                seen = self.known.get(name) or nodes.get(name, ())
-                lost = tuple(Gpu(name, g.index, g.model, lost=True, uuid=g.uuid) for g in seen)
-                out.append(Node(name, lost, up=False))
+        live: set[str] = set()
+        for name in sorted(set(listed) | set(summaries) | set(self.known)):
+            if name in down or (name not in listed and name not in summaries):
+                # Its exporter is down or its series vanished: shown down, not dropped.
+                if name in listed:
+                    seen: tuple[Gpu, ...] | int = tuple(listed[name])
+                elif name in summaries:
+                    seen = summaries[name].gpus
+                else:
+                    seen = self.known[name]
+                out.append(_down_node(name, self.known.get(name) or seen))
+            elif name in listed:
+                node_gpus = tuple(sorted(listed[name], key=lambda g: g.index))
+                self.known[name] = node_gpus
+                out.append(Node(name, node_gpus))
+                live.add(name)
+            else:
+                summary = summaries[name]
+                self.known[name] = summary.gpus
+                out.append(Node(name, (), summary=summary))
         return ClusterSnapshot(
             time=now,
             backend=self.name,
@@ -500,58 +756,32 @@ class PrometheusBackend:
             attached=True,
         )
 
-    @staticmethod
-    def _gpu(node: str, gpu: str, slot: dict, labels: dict) -> Gpu:
-        def value(field):
-            return slot.get(field, (0, None))[1]
-
-        used, free, total = value("mem_used_mib"), value("mem_free_mib"), value("mem_total_mib")
-        if total is None and used is not None and free is not None:
-            total = used + free  # FB_TOTAL is not exported by default
-        partition = labels.get("gpu_partition_id", "")
-        return Gpu(
-            node=node,
-            index=_index(gpu),
-            model=_model(labels),
-            util=value("util"),
-            mem_util=value("mem_util"),
-            mem_used_mib=None if used is None else int(used),
-            mem_total_mib=None if total is None else int(total),
-            temp_c=value("temp_c"),
-            mem_temp_c=value("mem_temp_c"),
-            power_w=value("power_w"),
-            uuid=labels.get("UUID") or labels.get("gpu_uuid") or "",
-            edge_temp_c=value("edge_temp_c"),
-            compute_partition=labels.get("gpu_compute_partition_type", "").upper(),
-            memory_partition=labels.get("gpu_memory_partition_type", "").upper(),
-            partition_id=int(partition) if partition.isdigit() else None,  # "NA": none
-            job_id=_job_number(labels),
-        )
-
     def history(
         self, gpus: Sequence[Gpu], seconds: float, step: float
     ) -> list[tuple[float | None, float | None]]:
         """(util %, memory %) of these GPUs (a device's) over the last `seconds`, computed as
         the live view computes them: two range queries."""
-        where = []
-        for node, indices in _by_node(gpus).items():
-            if node not in self.node_labels:
-                continue  # never seen: nothing to ask for
-            host_label, index_label = self.node_labels[node]
-            every = {i for (n, i) in self.index_values if n == node}
-            values = (
-                []
-                if set(indices) >= every
-                else [self.index_values.get((node, i), str(i)) for i in indices]
-            )
-            where.append((host_label, node, index_label, values))
+        where: dict[tuple[str, str, str], list[str]] = {}
+        for gpu in gpus:
+            labels = self.gpu_labels.get((gpu.node, gpu.index))
+            if labels is not None:  # never seen: nothing to ask for
+                host_label, index_label, value = labels
+                where.setdefault((gpu.node, host_label, index_label), []).append(value)
         if not where:
             return []
-        metrics = self.node_metrics.get(where[0][1], {})  # one vendor a device, as a rule
+        entries = []
+        for (node, host_label, index_label), values in where.items():
+            every = {
+                v
+                for (n, _), (h, i, v) in self.gpu_labels.items()
+                if (n, h, i) == (node, host_label, index_label)
+            }
+            entries.append((host_label, node, index_label, [] if set(values) >= every else values))
+        metrics = self.node_metrics.get(entries[0][1], {})  # one vendor a device, as a rule
         util_query, mem_query = history_queries(
             metrics.get("util", ALIASES["util"][0][0]),
             metrics.get("mem_used_mib", ALIASES["mem_used_mib"][0][0]),
-            where,
+            entries,
         )
         end = self.clock()
         util = self.client.query_range(util_query, end - seconds, end, step, "utilization history")
@@ -585,34 +815,125 @@ def _model(labels: dict) -> str:
 
 
 def _holder(labels: dict) -> tuple[str, str] | None:
-    """(job id, user) of the job a series' GPU is allocated to, where the exporter says."""
+    """(job id, user) of the job a series' GPU is allocated to, where the exporter says: the
+    first numeric job id (a Slurm job's) of AMD's labels, then dcgm-exporter's."""
     for id_label, user_label in JOB_LABELS:
-        if labels.get(id_label):
+        if labels.get(id_label, "").isdigit():
             return labels[id_label], labels.get(user_label) or "-"
     return None
 
 
 def _job_number(labels: dict) -> int | None:
     holder = _holder(labels)
-    return int(holder[0]) if holder and holder[0].isdigit() else None
+    return int(holder[0]) if holder else None
 
 
-def _jobs(meta: dict[tuple[str, str], dict], live: set[str]) -> tuple[Job, ...]:
+def _jobs(meta: dict[tuple[str, int], dict], live: set[str]) -> tuple[Job, ...]:
     """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids, which
     are numbers; pid 0: not a process of this machine)."""
     held: dict[tuple[str, str], list[str]] = {}
-    for (node, gpu), labels in sorted(meta.items()):
+    for (node, index), labels in sorted(meta.items()):
         holder = _holder(labels)
-        if node in live and holder and holder[0].isdigit():
-            held.setdefault(holder, []).append(f"{node}:{_index(gpu)}")
+        if node in live and holder:
+            held.setdefault(holder, []).append(f"{node}:{index}")
     return tuple(
         Job(int(job), 0, user, f"job {job}", None, tuple(locations))
         for (job, user), locations in sorted(held.items(), key=lambda item: int(item[0][0]))
     )
 
 
-def _by_node(gpus: Sequence[Gpu]) -> dict[str, list[int]]:
-    nodes: dict[str, list[int]] = {}
-    for gpu in gpus:
-        nodes.setdefault(gpu.node, []).append(gpu.index)
-    return nodes
+def _gpu_key(labels: dict) -> tuple[str, str, str] | None:
+    """(node, index label, index value) of a per-GPU series; None without a node. NVIDIA's
+    `gpu` and AMD's `gpu_id` are kept apart: one node may have both vendors' GPUs."""
+    node = labels.get("Hostname") or labels.get("hostname") or labels.get("instance")
+    if not node:
+        return None
+    if "gpu" in labels:
+        return node, "gpu", labels["gpu"]
+    return node, "gpu_id", labels.get("gpu_id") or "0"
+
+
+def _host_label(labels: dict) -> str:
+    return next(label for label in HOST_LABELS if labels.get(label))
+
+
+def _unprefixed(name: str) -> str:
+    """An AMD metric's name without the exporter's configured prefix."""
+    return name if name in METRICS else next((m for m in AMD_NAMES if name.endswith(m)), name)
+
+
+def _numbered(gpus: dict[tuple[str, str, str], list]) -> dict[tuple[str, str, str], Gpu]:
+    """Each GPU (key -> [field -> (rank, value, metric), labels]) as a Gpu, numbered by its
+    index label; on a node with both vendors' GPUs, AMD's come after NVIDIA's."""
+    after: dict[str, int] = {}  # node -> the first index free after its NVIDIA GPUs
+    for node, index_label, value in gpus:
+        if index_label == "gpu":
+            after[node] = max(after.get(node, 0), _index(value) + 1)
+    return {
+        key: _gpu(
+            key[0], _index(key[2]) + (after.get(key[0], 0) if key[1] == "gpu_id" else 0), *gpu
+        )
+        for key, gpu in gpus.items()
+    }
+
+
+def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
+    def value(field):
+        return slot[field][1] if field in slot else None
+
+    used, free, total = value("mem_used_mib"), value("mem_free_mib"), value("mem_total_mib")
+    if total is None and used is not None and free is not None:
+        total = used + free  # FB_TOTAL is not exported by default
+    partition = labels.get("gpu_partition_id", "")
+    return Gpu(
+        node=node,
+        index=index,
+        model=_model(labels),
+        util=value("util"),
+        mem_util=value("mem_util"),
+        mem_used_mib=None if used is None else int(used),
+        mem_total_mib=None if total is None else int(total),
+        temp_c=value("temp_c"),
+        mem_temp_c=value("mem_temp_c"),
+        power_w=value("power_w"),
+        uuid=labels.get("UUID") or labels.get("gpu_uuid") or "",
+        edge_temp_c=value("edge_temp_c"),
+        compute_partition=labels.get("gpu_compute_partition_type", "").upper(),
+        memory_partition=labels.get("gpu_memory_partition_type", "").upper(),
+        partition_id=int(partition) if partition.isdigit() else None,  # "NA": none
+        job_id=_job_number(labels),
+    )
+
+
+def _summed(parts: list[tuple]) -> NodeSummary:
+    """A node's summary from its groups' figures (one group per vendor's exporter, as a rule):
+    (GPUs, free, mean utilization, memory used, total, hottest, power)."""
+    gpus = sum(p[0] for p in parts)
+    with_util = [(p[0], p[2]) for p in parts if p[2] is not None]
+    weight = sum(n for n, _ in with_util)
+
+    def total(index: int) -> float | None:
+        known = [p[index] for p in parts if p[index] is not None]
+        return sum(known) if known else None
+
+    used, memory = total(3), total(4)
+    temps = [p[5] for p in parts if p[5] is not None]
+    return NodeSummary(
+        gpus=gpus,
+        free=sum(p[1] for p in parts),
+        lost=0,
+        util=sum(n * u for n, u in with_util) / weight if with_util else None,
+        mem_used_mib=None if used is None else int(used),
+        mem_total_mib=None if memory is None else int(memory),
+        temp_c=max(temps) if temps else None,
+        power_w=total(6),
+    )
+
+
+def _down_node(name: str, seen: tuple[Gpu, ...] | int) -> Node:
+    """A node whose exporter is down or whose series vanished: its GPUs lost, as last seen
+    (or as many as its last summary counted)."""
+    if isinstance(seen, int):
+        return Node(name, (), up=False, summary=NodeSummary(seen, 0, seen, *[None] * 5))
+    lost = tuple(Gpu(name, g.index, g.model, lost=True, uuid=g.uuid) for g in seen)
+    return Node(name, lost, up=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
@@ -299,6 +299,9 @@ class ReplayBackend:
         frame = self.frame_at(elapsed)
         self._status = self._status_at(elapsed, frame)
         return frame
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        pass  # a recording holds what it holds
 
     def local_catalog(self) -> Catalog | None:
         return self.recording.catalog

@@ -15,7 +15,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -360,6 +360,9 @@ class SimulatorBackend:
                 )
             )
         return out
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        pass  # the simulated cluster costs nothing to sample in full
 
     def local_catalog(self) -> None:
         return None  # the MoAI catalog: the simulated cluster is a MoAI one

@@ -7,7 +7,7 @@ shows the same screen on any machine.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,9 @@ class SnapshotBackend:
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         return self.pinned.snapshot
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        pass  # a saved moment holds what it holds
 
     def local_catalog(self) -> None:
         return None  # the pinned flavors come with pinned_state()
