@@ -11,22 +11,23 @@ from urllib.parse import parse_qs
 import pytest
 
 from moai_tui.backends.prometheus import (
-    TAG,
+    ALIASES,
+    GPU_QUERY_FIELDS,
     PrometheusBackend,
     PrometheusClient,
     down_query,
+    gpu_queries,
     history_queries,
-    per_gpu_query,
     redact,
+    summary_queries,
 )
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import Gpu
 
-METRICS = per_gpu_query()
 
 
 def series(metric: str, value, **labels) -> dict:
-    return {"metric": {TAG: metric, **labels}, "value": [1780000000.0, str(value)]}
+    return {"metric": {"__name__": metric, **labels}, "value": [1780000000.0, str(value)]}
 
 
 def answer(result: list) -> bytes:
@@ -111,7 +112,8 @@ class Canned:
     one, so a swapped or mistyped query fails the test."""
 
     def __init__(self):
-        self.replies = {METRICS: (200, answer(NVIDIA)), "up": (200, answer(UP))}
+        self.replies = {"up": (200, answer(UP))}
+        self.gpus(NVIDIA)
         self.requests: list[tuple[str, str, dict]] = []
         self.queries: list[str] = []
         self.refuse_post = False
@@ -159,6 +161,29 @@ class Canned:
         self.server.shutdown()
         self.server.server_close()
 
+    def gpus(self, series: list[dict], where=None) -> None:
+        """Answer the per-GPU queries (of `where`'s nodes) with these series, each in the query
+        that asks for its metric."""
+        queries = gpu_queries(where)
+        parts: list[list[dict]] = [[] for _ in queries]
+        for item in series:
+            name = item["metric"]["__name__"]
+            group = next(
+                i
+                for i, fields in enumerate(GPU_QUERY_FIELDS)
+                if any(name.endswith(m) for f in fields for m, _ in ALIASES[f])
+            )
+            parts[group].append(item)
+        for query, part in zip(queries, parts, strict=True):
+            self.replies[query] = (200, answer(part))
+
+    def gpus_fail(self, status: int, body: bytes, where=None) -> None:
+        """The first per-GPU query answers this (an error), the others nothing."""
+        first, *rest = gpu_queries(where)
+        self.replies[first] = (status, body)
+        for query in rest:
+            self.replies[query] = (200, answer([]))
+
 
 @pytest.fixture
 def canned():
@@ -183,7 +208,7 @@ def test_nvidia_answer_becomes_gpus_with_units_and_sentinel(canned):
 
 
 def test_one_vendor_absent_amd_only(canned):
-    canned.replies[METRICS] = (200, answer(AMD))
+    canned.gpus(AMD)
     gpu = backend(canned.url).sample().nodes[0].gpus[0]
     assert (gpu.node, gpu.index, gpu.model) == ("amd1", 3, "MI300X")
     assert gpu.util == 70 and gpu.temp_c == 61
@@ -192,7 +217,7 @@ def test_one_vendor_absent_amd_only(canned):
 
 
 def test_amd_exporter_labels_in_full_mi300x_in_cpx_mode(canned):
-    canned.replies[METRICS] = (200, answer(mi300x_cpx_series()))
+    canned.gpus(mi300x_cpx_series())
     snapshot = backend(canned.url).sample()
     (node,) = snapshot.nodes
     assert node.name == "mi300-1" and len(node.gpus) == 8
@@ -216,12 +241,12 @@ def test_card_model_where_card_series_is_not_exported(canned):
         {**s, "metric": {k: v for k, v in s["metric"].items() if k != "card_series"}}
         for s in mi300x_cpx_series()
     ]
-    canned.replies[METRICS] = (200, answer(without))
+    canned.gpus(without)
     assert backend(canned.url).sample().nodes[0].gpus[0].model == "102-G30211-0C"
 
 
 def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
-    canned.replies[METRICS] = (200, answer(mi300x_cpx_series()))
+    canned.gpus(mi300x_cpx_series())
     b = backend(canned.url)
     assert len(b.sample().jobs) == 1
     canned.replies["up"] = (
@@ -232,26 +257,30 @@ def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
     assert not snapshot.nodes[0].up and snapshot.jobs == ()
 
 
-def test_refresh_costs_two_queries_whatever_the_size(canned):
+# A refresh of every node: `up` and the per-GPU queries, whatever the cluster's size.
+REFRESH = 1 + len(gpu_queries())
+
+
+def test_refresh_costs_the_same_queries_whatever_the_size(canned):
     many = [
         series("DCGM_FI_DEV_GPU_UTIL", 50, Hostname=f"n{i // 8:03d}", gpu=str(i % 8))
         for i in range(10_000)
     ]
-    canned.replies[METRICS] = (200, answer(many))
+    canned.gpus(many)
     client = PrometheusClient(canned.url)
     snapshot = PrometheusBackend(client).sample()
     assert sum(len(n.gpus) for n in snapshot.nodes) == 10_000
-    assert client.queries == 2
-    assert len(per_gpu_query()) < 8000
+    assert client.queries == REFRESH == 4
+    assert all(len(query) < 300 for query in gpu_queries())
 
 
 def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     b = backend(canned.url)
     b.sample()
-    canned.replies[METRICS] = (200, answer([]))  # empty vector: its series vanished
+    canned.gpus([])  # empty vector: its series vanished
     node = b.sample().nodes[0]
     assert node.name == "n1" and not node.up and all(g.lost for g in node.gpus)
-    canned.replies[METRICS] = (200, answer(NVIDIA))
+    canned.gpus(NVIDIA)
     canned.replies["up"] = (
         200,
         answer([{"metric": {"instance": "10.0.0.1:9400"}, "value": [0, "0"]}]),
@@ -279,7 +308,7 @@ def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     ],
 )
 def test_errors_are_one_clear_line(canned, status, body, needle):
-    canned.replies[METRICS] = (status, body)
+    canned.gpus_fail(status, body)
     with pytest.raises(BackendError) as caught:
         backend(canned.url).sample()
     assert needle in str(caught.value) and "\n" not in str(caught.value)
@@ -314,14 +343,14 @@ def test_credentials_sent_never_shown(canned, monkeypatch):
     b = PrometheusBackend.from_config(canned.url)
     b.sample()
     assert canned.requests[-1][2]["Authorization"] == "Bearer s3cret-token"
-    canned.replies[METRICS] = (500, b"")
+    canned.gpus_fail(500, b"")
     with pytest.raises(BackendError) as caught:
         b.sample()
     assert "s3cret" not in str(caught.value)
     basic = PrometheusBackend(
         PrometheusClient(canned.url.replace("http://", "http://alice:hunter2@"))
     )
-    canned.replies[METRICS] = (200, answer(NVIDIA))
+    canned.gpus(NVIDIA)
     basic.sample()
     assert canned.requests[-1][2]["Authorization"] == "Basic YWxpY2U6aHVudGVyMg=="
     assert "hunter2" not in basic.client.where and "alice" not in basic.client.where
@@ -365,7 +394,7 @@ def test_history_of_amd_and_of_nodes_keyed_by_instance(canned):
         series("DCGM_FI_DEV_GPU_UTIL", 5, instance="10.0.0.7:9400", gpu="1"),
         series("DCGM_FI_DEV_FB_USED", 5, instance="10.0.0.7:9400", gpu="1"),
     ]
-    canned.replies[METRICS] = (200, answer(AMD + by_instance))
+    canned.gpus(AMD + by_instance)
     b = backend(canned.url)
     nodes = {node.name: node for node in b.sample().nodes}
     amd, keyed = nodes["amd1"].gpus[0], nodes["10.0.0.7:9400"].gpus[0]
@@ -390,9 +419,9 @@ def test_backoff_doubles_from_1_s_to_a_30_s_cap(canned):
         asked = len(canned.queries)
         with pytest.raises(BackendError, match="HTTP 500"):
             b.sample()
-        assert len(canned.queries) == asked + 1
+        assert len(canned.queries) == asked + REFRESH  # a refresh's queries go out at once
 
-    canned.replies[METRICS] = (500, b"down for maintenance")
+    canned.gpus_fail(500, b"down for maintenance")
     fails_asking()
     for wait in (1, 2, 4, 8, 16, 30, 30):
         failed_at = now[0]
@@ -403,10 +432,10 @@ def test_backoff_doubles_from_1_s_to_a_30_s_cap(canned):
         assert len(canned.queries) == asked  # backing off: the server is left alone
         now[0] = failed_at + wait
         fails_asking()
-    canned.replies[METRICS] = (200, answer(NVIDIA))
+    canned.gpus(NVIDIA)
     now[0] += 30
     assert b.sample().nodes  # a success resets the backoff: the next failure waits 1 s
-    canned.replies[METRICS] = (500, b"")
+    canned.gpus_fail(500, b"")
     fails_asking()
     now[0] += 1
     fails_asking()
@@ -417,7 +446,7 @@ def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
         series("DCGM_FI_DEV_GPU_UTIL", 10, Hostname=h, gpu="0", instance="10.0.0.9:9400")
         for h in ("a", "b")
     ]
-    canned.replies[METRICS] = (200, answer(both))
+    canned.gpus(both)
     canned.replies["up"] = (
         200,
         answer([{"metric": {"instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
@@ -453,9 +482,9 @@ def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
         ("n2", False, 8),
     ]
     assert all(g.lost for g in snapshot.nodes[1].gpus)
-    assert len(canned.queries) == 3
+    assert len(canned.queries) == REFRESH + 1
     b.sample()  # asked once: the next refresh is two queries again, n2 still down
-    assert len(canned.queries) == 5 and not b.sample().nodes[1].up
+    assert len(canned.queries) == 2 * REFRESH + 1 and not b.sample().nodes[1].up
 
 
 def test_a_prometheus_without_last_over_time_still_gives_the_live_nodes(canned):
@@ -467,7 +496,7 @@ def test_versions_say_what_they_are(canned):
     snapshot = backend(canned.url).sample()
     assert (snapshot.platform, snapshot.version_current) == ("NVIDIA driver", "580.159.04")
     assert snapshot.version_latest == "-"  # nothing measured a "latest" version
-    canned.replies[METRICS] = (200, answer(AMD))
+    canned.gpus(AMD)
     amd = backend(canned.url).sample()
     assert (amd.platform, amd.version_current, amd.version_latest) == ("Prometheus", "-", "-")
 
@@ -506,6 +535,6 @@ def test_edge_temperature_alone_is_the_gpus_temperature_too(canned):
         series("gpu_gfx_activity", 10, hostname="mi250-1", gpu_id="0", card_series="AMD MI250X"),
         series("gpu_edge_temperature", 39, hostname="mi250-1", gpu_id="0"),
     ]
-    canned.replies[METRICS] = (200, answer(mi250))
+    canned.gpus(mi250)
     gpu = backend(canned.url).sample().nodes[0].gpus[0]
     assert (gpu.temp_c, gpu.edge_temp_c, gpu.model) == (39, 39, "AMD MI250X")

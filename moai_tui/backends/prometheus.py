@@ -61,6 +61,12 @@ ALIASES: dict[str, list[tuple[str, float]]] = {
     ],
 }
 METRICS = tuple(dict.fromkeys(metric for aliases in ALIASES.values() for metric, _ in aliases))
+# The per-GPU series come in one query per line: two or three metrics each from either vendor.
+GPU_QUERY_FIELDS = (
+    ("util", "mem_util", "temp_c", "edge_temp_c"),
+    ("mem_used_mib", "mem_free_mib", "mem_total_mib"),
+    ("mem_temp_c", "power_w"),
+)
 GPU_LABELS = (
     "Hostname",
     "hostname",
@@ -141,16 +147,25 @@ def one_of(nodes: Collection[str]) -> str:
     return promql_string("|".join(regex_literal(n) for n in sorted(nodes)))
 
 
-def gpu_query(where: Where | None = None) -> str:
+def gpu_queries(where: Where | None = None) -> list[str]:
     """The per-GPU series of every metric the alias table names, as the exporters wrote them:
     nothing to compute, the cheapest answer Prometheus gives (a GPU seen through several pods is
-    reduced by the client). With `where`, only those nodes' series."""
-    names = names_of(METRICS)
-    if where is None:
-        return f"{{{names}}}"
-    return " or ".join(
-        f"{{{names},{label}=~{one_of(nodes)}}}" for label, nodes in sorted(where.items()) if nodes
-    )
+    reduced by the client). In a few queries of about as many series each (GPU_QUERY_FIELDS),
+    which Prometheus answers side by side. With `where`, only those nodes' series."""
+    queries = []
+    for fields in GPU_QUERY_FIELDS:
+        metrics = dict.fromkeys(metric for field in fields for metric, _ in ALIASES[field])
+        names = names_of(metrics)
+        if where is None:
+            queries.append(f"{{{names}}}")
+        elif where:
+            queries.append(
+                " or ".join(
+                    f"{{{names},{label}=~{one_of(nodes)}}}"
+                    for label, nodes in sorted(where.items())
+                )
+            )
+    return queries
 
 
 def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str, str]:
@@ -260,20 +275,22 @@ def result_list(body: bytes, what: str) -> list:
 
 
 def parse_vector(body: bytes, what: str) -> list[tuple[dict, float | None]]:
-    """(labels, value) of an instant-query answer; raises BackendError naming what is wrong."""
+    """(labels, value) of an instant-query answer; raises BackendError naming what is wrong.
+    Tens of thousands of samples at a time: one try for them all."""
     result = result_list(body, what)
     out = []
-    for item in result:
-        try:
+    append = out.append
+    item = None
+    try:
+        for item in result:
             labels, (_, text) = item["metric"], item["value"]
             value = float(text)
-        except (KeyError, TypeError, ValueError):
-            raise BackendError(f"prometheus: {what}: malformed sample {item!r:.80}") from None
-        if not isinstance(labels, dict):
-            raise BackendError(f"prometheus: {what}: malformed labels {labels!r:.80}")
-        if math.isnan(value) or math.isinf(value) or abs(value) >= NOT_SUPPORTED:
-            value = None  # DCGM "not supported", or no value
-        out.append((labels, value))
+            if type(labels) is not dict:
+                raise BackendError(f"prometheus: {what}: malformed labels {labels!r:.80}")
+            # NaN, infinities and DCGM's "not supported" fail the comparison: no value.
+            append((labels, value if abs(value) < NOT_SUPPORTED else None))
+    except (KeyError, TypeError, ValueError):
+        raise BackendError(f"prometheus: {what}: malformed sample {item!r:.80}") from None
     return out
 
 
@@ -577,9 +594,9 @@ class PrometheusBackend:
         where = None if detail is None else self._where(detail)
         while True:
             parts = {} if detail is None else summary_queries(where, self.shared)
+            gpus = gpu_queries(where)
             queries = [("up", "exporter status")]
-            if where is None or where:
-                queries.append((gpu_query(where), "GPU metrics"))
+            queries += [(promql, "GPU metrics") for promql in gpus]
             queries += [(promql, f"nodes' {name}") for name, promql in parts.items()]
             try:
                 up, *answers = self.client.query_many(queries)
@@ -588,8 +605,8 @@ class PrometheusBackend:
                     self.shared = True
                     continue
                 raise
-            series = answers.pop(0) if where is None or where else []
-            return up, series, dict(zip(parts, answers, strict=True))
+            series = [s for answer in answers[: len(gpus)] for s in answer]
+            return up, series, dict(zip(parts, answers[len(gpus) :], strict=True))
 
     def _fields_of(self, name: str) -> tuple[tuple[str, int, float], ...]:
         """(field, rank among its aliases, scale) of each field a metric name gives; an AMD
@@ -609,36 +626,36 @@ class PrometheusBackend:
         return fields
 
     def _read_gpus(self, series) -> dict[tuple[str, str, str], list]:
-        """(node, index label, index value) -> [field -> (rank, value), labels] of each GPU in
-        an answer of per-GPU series. A GPU seen through several series of one metric (pods
-        sharing it) reads their largest value."""
+        """(node, index label, index value) -> [field -> (rank, value, metric), labels] of each
+        GPU in an answer of per-GPU series. A GPU seen through several series of one metric
+        (pods sharing it) reads their largest value, and marks the cluster `shared`."""
         gpus: dict[tuple[str, str, str], list] = {}
-        seen: set[tuple[tuple[str, str, str], str]] = set()
+        known_fields = self._fields
         for labels, value in series:
             name = labels.get("__name__", "")
-            fields = self._fields_of(name)
+            fields = known_fields.get(name)
+            if fields is None:
+                fields = self._fields_of(name)
             key = _gpu_key(labels)
             if not fields or key is None:
                 continue
             gpu = gpus.get(key)
             if gpu is None:
                 gpu = gpus[key] = [{}, labels]
-                instance = labels.get("instance")
-                if instance:
-                    self.instances.setdefault(instance, set()).add(key[0])
-            elif (key, name) in seen:
-                self.shared = True
-            seen.add((key, name))
+                if "instance" in labels:
+                    self.instances.setdefault(labels["instance"], set()).add(key[0])
             slot = gpu[0]
             for field, rank, scale in fields:
-                scaled = None if value is None else value * scale
                 held = slot.get(field)
+                scaled = None if value is None else value * scale
                 if held is None or rank < held[0]:
                     slot[field] = (rank, scaled, name)
-                elif rank == held[0] and scaled is not None and (held[1] or 0) < scaled:
-                    slot[field] = (rank, scaled, name)  # one GPU through several pods
-                if field == "util":
-                    gpu[1] = labels  # who holds a GPU is read from its utilization's labels
+                elif rank == held[0]:  # the same metric again: one GPU through several pods
+                    self.shared = True
+                    if scaled is not None and (held[1] is None or held[1] < scaled):
+                        slot[field] = (rank, scaled, name)
+            if fields[0][0] == "util":
+                gpu[1] = labels  # who holds a GPU is read from its utilization's labels
         return gpus
 
     def _read_summaries(self, groups: dict[str, list]) -> dict[str, NodeSummary]:
@@ -647,8 +664,12 @@ class PrometheusBackend:
         figures: dict[tuple[str, str, str], dict[str, float | None]] = {}
         for name, answer in groups.items():
             for labels, value in answer:
-                group = tuple(labels.get(label, "") for label in HOST_LABELS)
-                figures.setdefault(group, {})[name] = value
+                get = labels.get
+                group = (get("Hostname", ""), get("hostname", ""), get("instance", ""))
+                figure = figures.get(group)
+                if figure is None:
+                    figure = figures[group] = {}
+                figure[name] = value
         merged: dict[str, list] = {}
         for group, figure in figures.items():
             node = next((value for value in group if value), "")
@@ -710,15 +731,18 @@ class PrometheusBackend:
         for (node, index_label, value), gpu in _numbered(gpus).items():
             slot, labels = gpus[(node, index_label, value)]
             host_label = _host_label(labels)
-            self.host_labels.setdefault(node, set()).add(host_label)
             self.gpu_labels[(node, gpu.index)] = (host_label, index_label, value)
-            metrics = self.node_metrics.setdefault(node, {})
-            for field in ("util", "mem_used_mib"):
-                if field in slot:
-                    metrics[field] = _unprefixed(slot[field][2])
-            if labels.get("DCGM_FI_DRIVER_VERSION"):
-                self.driver = labels["DCGM_FI_DRIVER_VERSION"]
-            listed.setdefault(node, []).append(gpu)
+            if node not in listed:  # once a node: how it is named, which metrics it gives
+                listed[node] = []
+                self.host_labels.setdefault(node, set()).add(host_label)
+                self.node_metrics[node] = {
+                    field: _unprefixed(slot[field][2])
+                    for field in ("util", "mem_used_mib")
+                    if field in slot
+                }
+                if labels.get("DCGM_FI_DRIVER_VERSION"):
+                    self.driver = labels["DCGM_FI_DRIVER_VERSION"]
+            listed[node].append(gpu)
             meta[(node, gpu.index)] = labels
         out = []
         live: set[str] = set()
