@@ -22,8 +22,8 @@ from moai_tui.backends.prometheus import (
     summary_queries,
 )
 from moai_tui.errors import BackendError, UsageError
-from moai_tui.model import Gpu
-
+from moai_tui.model import Gpu, Node, NodeSummary
+from moai_tui.overview import summarise
 
 
 def series(metric: str, value, **labels) -> dict:
@@ -103,6 +103,7 @@ def mi300x_cpx_series(host: str = "mi300-1") -> list[dict]:
     return out
 
 
+HOST = ("Hostname", "hostname", "instance")
 UP = [{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "1"]}]
 
 
@@ -118,6 +119,7 @@ class Canned:
         self.queries: list[str] = []
         self.refuse_post = False
         self.delay = 0.0
+        self.arrive: threading.Barrier | None = None  # each request waits here, if set
         canned = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,6 +133,8 @@ class Canned:
                     self.end_headers()
                     return
                 time.sleep(canned.delay)
+                if canned.arrive is not None:
+                    canned.arrive.wait()
                 query = params.get("query", [""])[0]
                 canned.queries.append(query)
                 unknown = json.dumps(
@@ -176,6 +180,20 @@ class Canned:
             parts[group].append(item)
         for query, part in zip(queries, parts, strict=True):
             self.replies[query] = (200, answer(part))
+
+    def summaries(self, where, groups: dict[tuple[str, str, str], dict], shared=False) -> None:
+        """Answer the summary queries: per group (Hostname, hostname, instance), its figures by
+        the name of the query that computes each."""
+        for part, query in summary_queries(where, shared).items():
+            result = [
+                {
+                    "metric": {k: v for k, v in zip(HOST, group, strict=True) if v},
+                    "value": [1780000000.0, str(figures[part])],
+                }
+                for group, figures in groups.items()
+                if part in figures
+            ]
+            self.replies[query] = (200, answer(result))
 
     def gpus_fail(self, status: int, body: bytes, where=None) -> None:
         """The first per-GPU query answers this (an error), the others nothing."""
@@ -538,3 +556,138 @@ def test_edge_temperature_alone_is_the_gpus_temperature_too(canned):
     canned.gpus(mi250)
     gpu = backend(canned.url).sample().nodes[0].gpus[0]
     assert (gpu.temp_c, gpu.edge_temp_c, gpu.model) == (39, 39, "AMD MI250X")
+
+
+def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
+    """n1 is shown GPU by GPU; n2 and the node with both vendors' exporters (two groups, added
+    up: its mean utilization weighs each GPU once) are summaries computed by Prometheus."""
+    b = backend(canned.url)
+    b.sample()  # every node: n1 is named by Hostname
+    where = {"Hostname": {"n1"}}
+    canned.gpus(NVIDIA, where)
+    n2 = {"gpus": 8, "free": 3, "util": 40.0, "mem_used_mib": 1000, "mem_free_mib": 7000}
+    canned.summaries(
+        where,
+        {
+            ("n2", "", "10.0.0.2:9400"): {**n2, "temp_c": 71, "power_w": 800.5},
+            ("mix", "", "10.0.0.3:9400"): {
+                **{"gpus": 2, "free": 1, "util": 10.0, "mem_used_mib": 100, "mem_free_mib": 900},
+                **{"temp_c": 50, "power_w": 300},
+            },
+            ("", "mix", "10.0.0.3:5000"): {
+                **{"gpus": 6, "free": 6, "util": 50.0, "mem_used_mib": 600},
+                **{"mem_free_mib": 1, "mem_total_mib": 6000, "temp_c": 60, "power_w": 100},
+            },
+        },
+    )
+    b.set_detail({"n1"})
+    asked = len(canned.queries)
+    snapshot = b.sample()
+    nodes = {n.name: n for n in snapshot.nodes}
+    assert [len(nodes["n1"].gpus), nodes["n1"].summary] == [2, None]
+    assert nodes["n2"].gpus == ()
+    assert nodes["n2"].summary == NodeSummary(8, 3, 0, 40.0, 1000, 8000, 71, 800.5)
+    mix = NodeSummary(8, 7, 0, (2 * 10 + 6 * 50) / 8, 700, 1000 + 6000, 60, 400)
+    assert nodes["mix"].summary == mix  # AMD's total is its own, not used + free
+    refresh = 1 + len(gpu_queries(where)) + len(summary_queries(where))
+    assert len(canned.queries) - asked == refresh
+    line = summarise(snapshot, (), ())
+    assert (line.gpus, line.free, line.nodes) == (18, 3 + 7, 3)  # n1's two are busy
+
+
+def test_a_node_not_seen_yet_is_asked_for_under_every_host_label(canned):
+    b = backend(canned.url)
+    b.set_detail({"amd1"})
+    every = {label: {"amd1"} for label in HOST}
+    canned.gpus(AMD, every)
+    canned.summaries(every, {("n2", "", "i2"): {"gpus": 8, "free": 8}})
+    assert [(n.name, len(n.gpus)) for n in b.sample().nodes] == [("amd1", 1), ("n2", 0)]
+    named = {"hostname": {"amd1"}}  # as its series said
+    canned.gpus(AMD, named)
+    canned.summaries(named, {("n2", "", "i2"): {"gpus": 8, "free": 8}})
+    b.sample()
+    assert set(gpu_queries(named)) <= set(canned.queries[-REFRESH - 7 :])
+
+
+def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(canned):
+    b = backend(canned.url)
+    b.set_detail(())  # no node GPU by GPU: no per-GPU query at all
+    nodes = {("n2", "", "10.0.0.2:9400"): {"gpus": 8, "free": 8}}
+    canned.summaries({}, {**nodes, ("n3", "", "10.0.0.3:9400"): {"gpus": 4, "free": 0}})
+    asked = len(canned.queries)
+    assert all(n.up for n in b.sample().nodes)
+    assert len(canned.queries) - asked == 1 + len(summary_queries({}))
+    canned.replies["up"] = (
+        200,
+        answer([{"metric": {"instance": "10.0.0.2:9400"}, "value": [0, "0"]}]),
+    )
+    canned.summaries({}, nodes)  # n2's exporter is down (stale series linger); n3's vanished
+    snapshot = b.sample()
+    down = NodeSummary(8, 0, 8, None, None, None, None, None)
+    assert snapshot.nodes == (
+        Node("n2", (), up=False, summary=down),
+        Node("n3", (), up=False, summary=NodeSummary(4, 0, 4, None, None, None, None, None)),
+    )
+    line = summarise(snapshot, (), ())
+    assert (line.gpus, line.down_nodes, line.lost_gpus, line.free) == (0, 2, 12, 0)
+
+
+def test_summaries_that_meet_a_gpu_shared_by_pods_are_asked_again_per_gpu(canned):
+    """Prometheus refuses to match one GPU's used and free memory one to one where pods each
+    carry its series: the summaries are asked again, each GPU reduced to one series first."""
+    b = backend(canned.url)
+    b.set_detail(())
+    canned.summaries({}, {("k8s", "", "i"): {"gpus": 8, "free": 1}}, shared=False)
+    refused = {
+        "status": "error",
+        "errorType": "execution",
+        "error": 'found duplicate series for the match group {gpu="0"} on the right hand-side '
+        "of the operation; many-to-many matching not allowed",
+    }
+    canned.replies[summary_queries({})["free"]] = (422, json.dumps(refused).encode())
+    canned.summaries({}, {("k8s", "", "i"): {"gpus": 4, "free": 2}}, shared=True)
+    (node,) = b.sample().nodes
+    assert b.shared and (node.summary.gpus, node.summary.free) == (4, 2)
+
+
+def test_a_gpu_seen_through_two_pods_is_one_gpu_at_its_highest_reading(canned):
+    pods = [
+        series("DCGM_FI_DEV_GPU_UTIL", 30, Hostname="k", gpu="0", pod="a"),
+        series("DCGM_FI_DEV_GPU_UTIL", 70, Hostname="k", gpu="0", pod="b"),
+        series("DCGM_FI_DEV_FB_USED", 10, Hostname="k", gpu="0", pod="a"),
+    ]
+    canned.gpus(pods)
+    b = backend(canned.url)
+    (node,) = b.sample().nodes
+    (gpu,) = node.gpus
+    assert (gpu.util, gpu.mem_used_mib) == (70, 10) and b.shared
+    b.set_detail(())  # the summaries now reduce each GPU to one series
+    canned.summaries({}, {("k", "", ""): {"gpus": 1, "free": 0}}, shared=True)
+    assert b.sample().nodes[0].summary.gpus == 1
+
+
+def test_a_node_with_both_vendors_gpus_lists_them_all(canned):
+    """NVIDIA's gpu="0" and AMD's gpu_id="0" on one node are two GPUs (the summaries count
+    both): AMD's are numbered after NVIDIA's."""
+    mixed = [
+        series("DCGM_FI_DEV_GPU_UTIL", 10 * i, Hostname="mix", gpu=str(i), modelName="H100")
+        for i in range(2)
+    ] + [
+        series("gpu_gfx_activity", 50 + i, hostname="mix", gpu_id=str(i), card_series="MI300X")
+        for i in range(2)
+    ]
+    canned.gpus(mixed)
+    (node,) = backend(canned.url).sample().nodes
+    assert [(g.index, g.model, g.util) for g in node.gpus] == [
+        (0, "H100", 0),
+        (1, "H100", 10),
+        (2, "MI300X", 50),
+        (3, "MI300X", 51),
+    ]
+
+
+def test_a_refresh_asks_its_queries_at_once(canned):
+    """Every request waits at the server until all of a refresh's have arrived: asked one
+    after another, the first would wait in vain and the refresh fail."""
+    canned.arrive = threading.Barrier(REFRESH, timeout=10)
+    assert backend(canned.url, timeout=20).sample().nodes[0].name == "n1"

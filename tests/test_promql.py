@@ -9,11 +9,12 @@ import shutil
 import subprocess
 
 from moai_tui.backends.prometheus import (
-    TAG,
+    NOT_SUPPORTED,
     down_query,
+    gpu_queries,
     history_queries,
-    per_gpu_query,
     promql_string,
+    summary_queries,
 )
 
 PROMTOOL = shutil.which("promtool")
@@ -57,27 +58,59 @@ def evaluate(tmp_path, input_series: list, checks: list[tuple[str, list]], at: s
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_per_gpu_query_dedupes_each_gpu_and_tags_its_metric(tmp_path):
+def test_gpu_queries_select_every_series_as_written(tmp_path):
+    """Each metric in the query of its line, every series as the exporter wrote it (a GPU seen
+    through two pods twice: the client keeps one); other names are not asked for."""
+    util, memory, power = gpu_queries()
     evaluate(
         tmp_path,
         [
-            # One GPU seen through two pods (k8s dcgm-exporter): counted once, at its max.
             series("DCGM_FI_DEV_GPU_UTIL", "10x20", Hostname=QUOTED, gpu="0", pod="a"),
             series("DCGM_FI_DEV_GPU_UTIL", "30x20", Hostname=QUOTED, gpu="0", pod="b"),
             series("DCGM_FI_DEV_FB_USED", "500x20", Hostname=QUOTED, gpu="0", pod="a"),
             series("gpu_used_vram", "2048x20", hostname="amd1", gpu_id="3", job="amd"),
+            series("DCGM_FI_DEV_MEM_COPY_UTIL", "5x20", Hostname=QUOTED, gpu="0"),
         ],
         [
             (
-                per_gpu_query(),
+                util,
                 [
-                    sample(30, Hostname=QUOTED, gpu="0", **{TAG: "DCGM_FI_DEV_GPU_UTIL"}),
-                    sample(500, Hostname=QUOTED, gpu="0", **{TAG: "DCGM_FI_DEV_FB_USED"}),
-                    sample(2048, hostname="amd1", gpu_id="3", **{TAG: "gpu_used_vram"}),
+                    sample(10, __name__="DCGM_FI_DEV_GPU_UTIL", Hostname=QUOTED, gpu="0", pod="a"),
+                    sample(30, __name__="DCGM_FI_DEV_GPU_UTIL", Hostname=QUOTED, gpu="0", pod="b"),
                 ],
-            )
+            ),
+            (
+                memory,
+                [
+                    sample(500, __name__="DCGM_FI_DEV_FB_USED", Hostname=QUOTED, gpu="0", pod="a"),
+                    sample(2048, __name__="gpu_used_vram", hostname="amd1", gpu_id="3", job="amd"),
+                ],
+            ),
+            (power, []),
         ],
     )
+
+
+def test_gpu_queries_of_some_nodes_select_exactly_those(tmp_path):
+    """The nodes shown GPU by GPU, by the label naming each: `gpu.00` is not a regex that
+    matches gpuX00, the quoted name is one name, and a node named by `hostname` is asked by
+    that label."""
+    nodes = [
+        (DOT, "Hostname"),
+        (LOOKALIKE, "Hostname"),
+        (QUOTED, "Hostname"),
+        ("amd.1", "hostname"),
+    ]
+    input_series = [
+        series("DCGM_FI_DEV_GPU_UTIL", "7x20", **{label: node}, gpu="0") for node, label in nodes
+    ]
+    where = {"Hostname": {DOT, QUOTED}, "hostname": {"amd.1"}}
+    expected = [
+        sample(7, __name__="DCGM_FI_DEV_GPU_UTIL", **{label: node}, gpu="0")
+        for node, label in nodes
+        if node != LOOKALIKE
+    ]
+    evaluate(tmp_path, input_series, [(gpu_queries(where)[0], expected)])
 
 
 def test_history_selects_exactly_the_devices_gpus_with_literal_names(tmp_path):
@@ -181,22 +214,122 @@ def test_amd_names_with_a_configured_prefix_and_partitions_kept_apart(tmp_path):
         ],
         [
             (
-                per_gpu_query(),
+                gpu_queries()[0],
                 [
                     sample(
-                        20, gpu_id="0", gpu_partition_id="0", **cpx, **{TAG: "gpu_gfx_activity"}
+                        20, __name__="amd_gpu_gfx_activity", gpu_id="0", gpu_partition_id="0", **cpx
                     ),
                     sample(
-                        30, gpu_id="1", gpu_partition_id="1", **cpx, **{TAG: "gpu_gfx_activity"}
+                        30, __name__="amd_gpu_gfx_activity", gpu_id="1", gpu_partition_id="1", **cpx
                     ),
-                    sample(70, hostname="amd1", gpu_id="3", **{TAG: "gpu_gfx_activity"}),
+                    sample(70, __name__="gpu_gfx_activity", hostname="amd1", gpu_id="3"),
                 ],
             ),
+            (gpu_queries()[1], []),  # gpu_used_visible_vram is not gpu_used_vram
             (
                 history_queries(
                     "gpu_gfx_activity", "gpu_used_vram", [("hostname", "mi300-1", "gpu_id", [])]
                 )[0],
                 [sample(25)],
             ),
+        ],
+    )
+
+
+# A cluster for the summaries, read at 10m. a.1 (NVIDIA, Hostname): GPU 0 held by Slurm job 12;
+# GPU 1 idle and holding 5 % of its memory (free); GPU 2 idle but holding 20 % (busy); GPU 3
+# reporting DCGM's "not supported" as utilization, memory empty (free). aX1: a name a regex
+# `a.1` would match. b: NVIDIA (Hostname, exporter i2) beside AMD (hostname, i3, names prefixed
+# "amd_"): NVIDIA GPU 0 holds exactly a tenth (busy), GPU 1 works; AMD GPU 0 holds a tenth, GPU 1
+# just under (free), GPU 2 held by job 77. c: its exporter died at 3m. 10.0.0.9:9400: no host
+# label, named by its exporter. aX1's GPU holds just under a tenth (100 of 1005 MiB: free).
+NV = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE")
+NV_MORE = ("DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE")
+AMD = ("amd_gpu_gfx_activity", "amd_gpu_used_vram", "amd_gpu_total_vram")
+SUMMARY_GPUS = [
+    # (labels, (util, used, free or total), (temperature, power) or None, values notation)
+    ({"Hostname": "a.1", "instance": "i1", "gpu": "0", "hpc_job": "12"}, NV, (90, 500, 500)),
+    ({"Hostname": "a.1", "instance": "i1", "gpu": "1"}, NV, (3, 50, 950)),
+    ({"Hostname": "a.1", "instance": "i1", "gpu": "2"}, NV, (3, 200, 800)),
+    ({"Hostname": "a.1", "instance": "i1", "gpu": "3"}, NV, (NOT_SUPPORTED * 1.02, 0, 1000)),
+    ({"Hostname": "aX1", "instance": "i4", "gpu": "0"}, NV, (1, 100, 905)),
+    ({"Hostname": "b", "instance": "i2", "gpu": "0"}, NV, (0, 10, 90)),
+    ({"Hostname": "b", "instance": "i2", "gpu": "1"}, NV, (60, 10, 90)),
+    ({"hostname": "b", "instance": "i3", "gpu_id": "0"}, AMD, (3, 100, 1000)),
+    ({"hostname": "b", "instance": "i3", "gpu_id": "1"}, AMD, (0, 99, 1000)),
+    ({"hostname": "b", "instance": "i3", "gpu_id": "2", "job_id": "77"}, AMD, (0, 0, 1000)),
+    ({"instance": "10.0.0.9:9400", "gpu": "0"}, NV, (50, 0, 1000)),
+]
+SUMMARY_MORE = [  # temperatures and power where a GPU gives them
+    ("DCGM_FI_DEV_GPU_TEMP", {"Hostname": "a.1", "instance": "i1", "gpu": "0"}, 50),
+    ("DCGM_FI_DEV_GPU_TEMP", {"Hostname": "a.1", "instance": "i1", "gpu": "1"}, 70),
+    ("DCGM_FI_DEV_GPU_TEMP", {"Hostname": "a.1", "instance": "i1", "gpu": "2"}, 200),  # absurd
+    ("DCGM_FI_DEV_POWER_USAGE", {"Hostname": "a.1", "instance": "i1", "gpu": "0"}, 300),
+    ("DCGM_FI_DEV_POWER_USAGE", {"Hostname": "a.1", "instance": "i1", "gpu": "1"}, 100),
+    ("DCGM_FI_DEV_POWER_USAGE", {"Hostname": "a.1", "instance": "i1", "gpu": "2"}, 9.2e18),
+    ("amd_gpu_junction_temperature", {"hostname": "b", "instance": "i3", "gpu_id": "0"}, 55),
+    ("amd_gpu_edge_temperature", {"hostname": "b", "instance": "i3", "gpu_id": "0"}, 41),
+    ("amd_gpu_edge_temperature", {"hostname": "b", "instance": "i3", "gpu_id": "1"}, 45),
+    ("amd_gpu_package_power", {"hostname": "b", "instance": "i3", "gpu_id": "0"}, 250),
+    ("amd_gpu_power_usage", {"hostname": "b", "instance": "i3", "gpu_id": "0"}, 240),
+    ("DCGM_FI_DEV_GPU_UTIL", {"Hostname": "c", "instance": "i5", "gpu": "0"}, None),
+]
+
+
+def summary_cluster(pods: bool = False) -> list[dict]:
+    out = []
+    for labels, names, values in SUMMARY_GPUS:
+        for name, value in zip(names, values, strict=True):
+            copies = ("a", "b") if pods and labels.get("Hostname") == "a.1" else ("",)
+            for pod in copies:
+                extra = {"pod": pod} if pod else {}
+                out.append(series(name, f"{value:.17g}x20", **labels, **extra))
+    for name, labels, value in SUMMARY_MORE:
+        out.append(series(name, "7x3" if value is None else f"{value:.17g}x20", **labels))
+    return out
+
+
+def test_summary_queries_count_and_sum_each_node_as_the_client_would(tmp_path):
+    """What summary_queries compute per group, by Prometheus's own engine: the GPUs, the free
+    ones by view.is_free's rule (holder, utilization, memory in whole tenths), readings within
+    validate's bounds; a node with both vendors is two groups; a dead exporter's node is gone;
+    `skip` leaves out exactly the nodes named."""
+    a1 = {"Hostname": "a.1", "instance": "i1"}
+    ax1 = {"Hostname": "aX1", "instance": "i4"}
+    b_nv = {"Hostname": "b", "instance": "i2"}
+    b_amd = {"hostname": "b", "instance": "i3"}
+    bare = {"instance": "10.0.0.9:9400"}
+    queries = summary_queries()
+    expected = {
+        "gpus": [(a1, 4), (ax1, 1), (b_nv, 2), (b_amd, 3), (bare, 1)],
+        "free": [(a1, 2), (ax1, 1), (b_amd, 1)],
+        "util": [(a1, (90 + 3 + 3) / 3), (ax1, 1), (b_nv, 30), (b_amd, 1), (bare, 50)],
+        "mem_used_mib": [(a1, 750), (ax1, 100), (b_nv, 20), (b_amd, 199), (bare, 0)],
+        "mem_free_mib": [(a1, 3250), (ax1, 905), (b_nv, 180), (bare, 1000)],
+        "mem_total_mib": [(b_amd, 3000)],
+        "temp_c": [(a1, 70), (b_amd, 55)],
+        "power_w": [(a1, 400), (b_amd, 240)],  # AMD: gpu_power_usage, the first name present
+    }
+    checks = [
+        (queries[name], [sample(value, **labels) for labels, value in rows])
+        for name, rows in expected.items()
+    ]
+    skipped = summary_queries({"Hostname": {"a.1"}, "hostname": {"b"}})
+    checks.append((skipped["gpus"], [sample(n, **g) for g, n in ((ax1, 1), (b_nv, 2), (bare, 1))]))
+    evaluate(tmp_path, summary_cluster(), checks)
+
+
+def test_summary_queries_reduce_a_gpu_shared_by_pods_to_one(tmp_path):
+    """With a.1's GPUs each seen through two pods: the shared form counts and sums each once
+    (the plain one would count 8 GPUs there, and Prometheus refuses its memory match)."""
+    a1 = {"Hostname": "a.1", "instance": "i1"}
+    queries = summary_queries({"Hostname": {"aX1", "b"}, "hostname": {"b"}}, shared=True)
+    evaluate(
+        tmp_path,
+        summary_cluster(pods=True),
+        [
+            (queries["gpus"], [sample(4, **a1), sample(1, instance="10.0.0.9:9400")]),
+            (queries["free"], [sample(2, **a1)]),
+            (queries["mem_used_mib"], [sample(750, **a1), sample(0, instance="10.0.0.9:9400")]),
         ],
     )
