@@ -114,3 +114,30 @@ def slurm(slurm_cluster, config_dir, monkeypatch):
     slurm_cluster.clear()
     yield slurm_cluster
     slurm_cluster.clear()
+
+
+def as_summary(node):
+    """The node as a backend that only summarised it would give it (NodeSummary, no GPUs),
+    computed here from its GPUs by the rules the summaries promise (view.is_free, validate's
+    readings): what summarise and the views must count alike."""
+    from moai_tui.model import Node, NodeSummary
+    from moai_tui.view import is_free, mean
+
+    live = [g for g in node.gpus if not g.lost]
+
+    def total(values):
+        known = [v for v in values if v is not None]
+        return sum(known) if known else None
+
+    temps = [g.temp_c for g in live if g.temp_c is not None]
+    summary = NodeSummary(
+        gpus=len(node.gpus),
+        free=sum(1 for g in node.gpus if is_free(g)),
+        lost=len(node.gpus) - len(live),
+        util=mean([g.util for g in live]),
+        mem_used_mib=total(g.mem_used_mib for g in live),
+        mem_total_mib=total(g.mem_total_mib for g in live),
+        temp_c=max(temps) if temps else None,
+        power_w=total(g.power_w for g in live),
+    )
+    return Node(node.name, (), node.up, node.state, node.reason, summary=summary)
