@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import as_summary, run_cli
 from fake_nvml import FakeNvml
 
 from moai_tui import actions
@@ -364,3 +364,71 @@ def test_cli_consumers_use_the_pipeline(config_dir, args):
     result = run_cli(*args, env={"MOREH_VISIBLE_DEVICE": "3"})
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "MOREH_VISIBLE_DEVICE='3' is not one of your devices" in result.stderr
+
+
+class Summarising(SimulatorBackend):
+    """An attached backend (a device views the cluster's first nodes, as on Prometheus) that
+    lists GPU by GPU only the nodes it was told to, and summarises the others."""
+
+    def __init__(self, **kwargs):
+        super().__init__(clock=lambda: 1_780_000_000.0, user="me", **kwargs)
+        self.told: list[frozenset[str] | None] = []
+        self.detail: frozenset[str] | None = None
+        self.samples = 0
+        self.hold = threading.Event()
+        self.inside = threading.Event()
+
+    def set_detail(self, nodes):
+        self.detail = None if nodes is None else frozenset(nodes)
+        self.told.append(self.detail)
+
+    def sample(self, requests=()):
+        self.samples += 1
+        self.inside.set()
+        self.hold.wait(30)
+        snapshot = super().sample(requests)
+        nodes = tuple(
+            n if self.detail is None or n.name in self.detail else as_summary(n)
+            for n in snapshot.nodes
+        )
+        return replace(snapshot, nodes=nodes, attached=True)
+
+
+def test_the_devices_nodes_are_listed_gpu_by_gpu_whatever_the_caller_shows(config_dir):
+    """The dashboard shows node05 GPU by GPU; the device (2 nodes) views node00-01: those are
+    fetched GPU by GPU too, so its memory and utilization never come from a summary. The first
+    sample does not know them yet: it asks again at once, and only once."""
+    write_state(config_dir, State((Device(0, "2xLarge.1024GB"),), 0))
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = backend = Summarising()
+    backend.hold.set()
+    ctx.set_detail({"node05"})
+    sample = take_sample(ctx)
+    (view,) = sample.views
+    assert backend.told == [{"node05"}, {"node05", "node00", "node01"}] and backend.samples == 2
+    assert len(view.gpus) == 16 and view.memory_used_mib == sum(g.mem_used_mib for g in view.gpus)
+    summarised = {n.name for n in sample.snapshot.nodes if n.summary is not None}
+    assert "node02" in summarised and not summarised & {"node00", "node01", "node05"}
+    take_sample(ctx)  # the device's nodes are known now: one sample, nothing new to tell
+    assert backend.samples == 3 and len(backend.told) == 2
+    ctx.set_detail(None)  # smi, the exporter: every node
+    assert all(n.summary is None for n in take_sample(ctx).snapshot.nodes)
+    assert backend.told[-1] is None
+
+
+def test_saying_what_is_shown_never_waits_for_a_sample_in_flight(config_dir):
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = backend = Summarising()
+    worker = threading.Thread(target=take_sample, args=(ctx,))
+    worker.start()
+    try:
+        assert backend.inside.wait(10), "the sample never started"
+        done = threading.Thread(target=ctx.set_detail, args=({"node01"},))
+        done.start()
+        done.join(5)
+        assert not done.is_alive(), "set_detail waited for the backend"
+    finally:
+        backend.hold.set()
+        worker.join(30)
+    take_sample(ctx)
+    assert backend.told[-1] == {"node01", "node00"}  # the device's node besides the caller's
