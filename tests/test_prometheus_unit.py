@@ -691,3 +691,28 @@ def test_a_refresh_asks_its_queries_at_once(canned):
     after another, the first would wait in vain and the refresh fail."""
     canned.arrive = threading.Barrier(REFRESH, timeout=10)
     assert backend(canned.url, timeout=20).sample().nodes[0].name == "n1"
+
+
+async def test_a_slow_but_answering_prometheus_is_not_shown_live(canned, config_dir):
+    """Answers that take longer than the dashboard waits: the header says STALE and how old
+    its data is while one is out, and each sample says how long it took (Sample.took_s)."""
+    from moai_tui.context import Context
+    from moai_tui.tui.app import MoaiApp
+
+    app = MoaiApp(
+        Context(backend_spec="prometheus", prometheus_url=canned.url), 0.5, hang_after=0.5
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+
+        async def until(predicate, what: str) -> None:
+            deadline = time.monotonic() + 20
+            while not predicate():
+                assert time.monotonic() < deadline, f"never {what}: {app.header.plain!r}"
+                await pilot.pause(0.05)
+
+        await until(lambda: app.sample is not None, "a first sample")
+        first = app.sample
+        canned.delay = 1.5  # within the client's timeout: it answers, slowly
+        await until(lambda: "STALE" in app.header.plain, "STALE")
+        assert "last data" in app.header.plain and "live" not in app.header.plain
+        await until(lambda: app.sample is not first and app.sample.took_s >= 1.5, "a slow sample")
