@@ -1,21 +1,48 @@
-"""Prometheus backend refresh against a real local server: 384, 1,000 and 10,000 GPUs served
-by a `moai-tui exporter` of a simulated cluster of that size. Queries per refresh and time."""
+"""Prometheus backend refresh against a real local server: 384, 1,000, 10,000 and 50,000 GPUs of
+a simulated cluster, as `moai-tui exporter` serves them, scraped by Debian's Prometheus.
+
+Per size, refreshes of: `smi`'s path (every node GPU by GPU) and the dashboard's at 200x60 (the
+nodes its grid shows GPU by GPU, the rest as Prometheus's per-node summaries), and with
+`--before REV` the backend as it was at that git revision, interleaved in each run. Each
+refresh: its wall time, moai-tui's own share (the wall time beyond waiting for answers, and
+this process's CPU), and the Prometheus server's CPU (from /proc).
+
+    nice -n 10 python3 -m benchmarks.bench_prometheus [--before REV] [--sizes 384,1000]
+
+The exporter's answer is taken once (its clock is frozen, so every scrape is the same) and
+served from a file: a Python exporter printing 70,000 samples every scrape would load the
+machine the figures are taken on.
+"""
 
 from __future__ import annotations
 
+import argparse
+import http.server
+import importlib.util
 import json
+import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import median, moai_command, p95, record
+from benchmarks.common import median, moai_command, p95
 
-SIZES = {384: 48, 1000: 125, 10000: 1250}
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
+# The dashboard at 200x60 (tui/app.py, widgets.py): its grid is 160 columns beside the side
+# panel; 1,250 nodes of 8 GPUs take its dense mode, 16 nodes a row, and 34 rows fit beside one
+# device and the jobs table. Smaller clusters fit whole.
+DASHBOARD_NODES = 16 * 34
+ROW_PREFIX = "| prometheus refresh"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -24,111 +51,273 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_gpus(url: str, count: int, timeout: float = 90.0) -> None:
+def natural(name: str) -> tuple:
+    digits = "".join(c for c in name if c.isdigit())
+    return (name.rstrip("0123456789"), int(digits) if digits else 0)
+
+
+def exporter_answer(nodes: int, work: Path) -> bytes:
+    """One scrape of `moai-tui exporter` over a simulated cluster of `nodes` nodes."""
+    (work / "config").mkdir(exist_ok=True)
+    (work / "config" / "config.toml").write_text(f"[simulator]\nnodes = {nodes}\n")
+    env = {
+        **os.environ,
+        "MOAI_TUI_CONFIG_DIR": str(work / "config"),
+        "MOAI_TUI_SIM_TIME": "1780000000",
+    }
+    port = free_port()
+    listen = ["--listen", f"127.0.0.1:{port}"]
+    command = [*moai_command(), "exporter", "--backend", "simulator", *listen]
+    exporter = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=300) as r:
+                    return r.read()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+    finally:
+        exporter.send_signal(signal.SIGTERM)
+        exporter.wait(10)
+
+
+def serve(body: bytes) -> http.server.ThreadingHTTPServer:
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def wait_for_gpus(url: str, count: int, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(
-                f"{url}/api/v1/query?query=count(DCGM_FI_DEV_GPU_UTIL)", timeout=5
+                f"{url}/api/v1/query?query=count(DCGM_FI_DEV_GPU_UTIL)", timeout=30
             ) as answer:
                 result = json.load(answer)["data"]["result"]
             if result and int(float(result[0]["value"][1])) == count:
                 return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(1.0)
     raise TimeoutError(f"Prometheus never held {count} GPUs")
 
 
-def measure(gpus: int, nodes: int, refreshes: int = 15) -> dict:
-    from moai_tui.backends.prometheus import PrometheusBackend
-    from moai_tui.config import PrometheusSettings
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    work = Path(tempfile.mkdtemp(prefix="moai-prom-"))
-    (work / "config").mkdir()
-    (work / "config" / "config.toml").write_text(f"[simulator]\nnodes = {nodes}\n")
-    env = {
-        "MOAI_TUI_CONFIG_DIR": str(work / "config"),
-        "MOAI_TUI_SIM_TIME": "1780000000",
-        "PATH": "/usr/bin:/bin",
-    }
-    import os
 
-    exporter_port, prom_port = free_port(), free_port()
-    exporter = subprocess.Popen(
-        [
-            *moai_command(),
-            "exporter",
-            "--backend",
-            "simulator",
-            "--listen",
-            f"127.0.0.1:{exporter_port}",
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-    )
+def backend_before(revision: str):
+    """The Prometheus backend module as it was at a git revision (a module of its own)."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:moai_tui/backends/prometheus.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp(prefix="moai-before-")) / "prometheus_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("prometheus_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Waits:
+    """Seconds a client spent waiting for answers: the new client counts them itself
+    (waited_s), an old one is timed around its HTTP calls."""
+
+    def __init__(self, client):
+        self.client = client
+        if not hasattr(client, "waited_s"):
+            client.waited_s = 0.0
+            ask = client.get
+
+            def timed(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return ask(*args, **kwargs)
+                finally:
+                    client.waited_s += time.perf_counter() - started
+
+            client.get = timed
+
+    def __call__(self) -> float:
+        return self.client.waited_s
+
+
+def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None) -> list[dict]:
+    from moai_tui.backends.prometheus import PrometheusBackend, PrometheusClient
+
+    work = Path(tempfile.mkdtemp(prefix="moai-prom-bench-"))
+    server = serve(exporter_answer(nodes, work))
+    interval = "10s" if gpus <= 10000 else "60s"  # a 50,000-GPU scrape takes seconds to ingest
+    port = free_port()
     (work / "prom.yml").write_text(
-        # Our Python exporter needs seconds to print 70,000 samples: give it the time.
-        "global: {scrape_interval: 10s, scrape_timeout: 10s}\nscrape_configs:\n"
-        f"  - job_name: moai\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+        f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\n"
+        "scrape_configs:\n  - job_name: moai\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{server.server_port}']}}]\n"
     )
     prometheus = subprocess.Popen(
         [
             shutil.which("prometheus"),
             f"--config.file={work / 'prom.yml'}",
             f"--storage.tsdb.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=error",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{prom_port}"
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_for_gpus(url, gpus)
-        backend = PrometheusBackend.from_config(url, PrometheusSettings(timeout=10.0))
-        backend.sample()
-        before = backend.client.queries
-        times = []
-        for _ in range(refreshes):
-            started = time.perf_counter()
-            snapshot = backend.sample()
-            times.append(time.perf_counter() - started)
-        assert sum(len(n.gpus) for n in snapshot.nodes) == gpus
-        record("prometheus", {"gpus": gpus, "refresh_s": times})
-        return {
-            "gpus": gpus,
-            "queries": (backend.client.queries - before) / refreshes,
-            "median": median(times),
-            "p95": p95(times),
-        }
+        timeout = max(10.0, gpus / 500)
+        variants = {}
+        if before:
+            old = backend_before(before)
+            variants["before"] = old.PrometheusBackend(old.PrometheusClient(url, timeout=timeout))
+        variants["smi"] = PrometheusBackend(PrometheusClient(url, timeout=timeout))
+        dashboard = PrometheusBackend(PrometheusClient(url, timeout=timeout))
+        names = sorted((n.name for n in dashboard.sample().nodes), key=natural)
+        shown = names[:DASHBOARD_NODES]
+        dashboard.set_detail(shown)
+        variants["dashboard"] = dashboard
+        waits = {name: Waits(b.client) for name, b in variants.items()}
+        for backend in variants.values():
+            backend.sample()  # connections open, labels learnt
+        out = []
+        for run in range(runs):
+            for _ in range(refreshes):
+                for name, backend in variants.items():
+                    waited, server_cpu = waits[name](), cpu_seconds(prometheus.pid)
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    snapshot = backend.sample()
+                    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                    out.append(
+                        {
+                            "variant": name,
+                            "run": run,
+                            "wall": wall,
+                            "own": wall - (waits[name]() - waited),
+                            "cpu": cpu,
+                            "server_cpu": cpu_seconds(prometheus.pid) - server_cpu,
+                            "gpus": sum(n.gpu_count for n in snapshot.nodes),
+                            "listed": sum(len(n.gpus) for n in snapshot.nodes),
+                        }
+                    )
+        for entry in out:
+            assert entry["gpus"] == gpus, entry
+        return [{**entry, "size": gpus, "shown": len(shown)} for entry in out]
     finally:
-        for process in (prometheus, exporter):
-            process.send_signal(signal.SIGTERM)
-            process.wait(10)
+        prometheus.send_signal(signal.SIGTERM)
+        prometheus.wait(30)
+        server.shutdown()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run() -> list[dict]:
-    rows = []
-    results = [measure(gpus, nodes) for gpus, nodes in SIZES.items()]
-    base = results[0]["median"]
-    for result in results:
-        gpus = result["gpus"]
-        rows.append(
+def rows(entries: list[dict]) -> list[dict]:
+    out = []
+    gpus = entries[0]["size"]
+    shown = entries[0]["shown"]
+
+    def of(variant: str) -> list[dict]:
+        return [e for e in entries if e["variant"] == variant]
+
+    def spread(chosen: list[dict], key: str) -> tuple[float, str]:
+        runs = sorted({e["run"] for e in chosen})
+        medians = [median([e[key] for e in chosen if e["run"] == r]) * 1000 for r in runs]
+        every = [e[key] * 1000 for e in chosen]
+        middle = statistics.median(medians)
+        text = f"{middle:.0f} ms (runs {min(medians):.0f}-{max(medians):.0f}, p95 {p95(every):.0f})"
+        return middle, text
+
+    goal = 100 if gpus <= 1000 else 500 if gpus <= 10000 else None
+    smi_wall, smi_text = spread(of("smi"), "wall")
+    for variant, what in (
+        ("dashboard", f"dashboard 200x60, {min(shown, gpus // 8)} nodes GPU by GPU"),
+        ("smi", "smi (every GPU)"),
+        ("before", "before (every GPU, the old queries)"),
+    ):
+        chosen = of(variant)
+        if not chosen:
+            continue
+        wall, wall_text = spread(chosen, "wall")
+        own, own_text = spread(chosen, "own")
+        _, cpu_text = spread(chosen, "cpu")
+        _, server_text = spread(chosen, "server_cpu")
+        out.append(
             {
-                "figure": f"prometheus refresh, {gpus} GPUs (real local server)",
-                "value": f"{result['median'] * 1000:.1f} ms (p95 {result['p95'] * 1000:.1f}), "
-                f"{result['queries']:g} queries",
-                "baseline": "384 GPUs",
-                "ratio": f"{result['median'] / base:.2f}x",
-                "target": "<= 3 queries, < 100 ms" if gpus == 384 else "",
-                "ok": (result["queries"] <= 3 and result["median"] < 0.1) if gpus == 384 else None,
+                "figure": f"prometheus refresh, {gpus} GPUs, {what}: wall",
+                "value": wall_text,
+                "baseline": "" if variant == "smi" else f"smi: {smi_text}",
+                "ratio": "" if variant == "smi" else f"{wall / smi_wall:.2f}x",
+                "target": f"< {goal} ms" if goal and variant == "dashboard" else "",
+                "ok": wall < goal if goal and variant == "dashboard" else None,
             }
         )
-    return rows
+        out.append(
+            {
+                "figure": f"prometheus refresh, {gpus} GPUs, {what}: moai-tui's share",
+                "value": f"own wall {own_text}, {100 * own / wall:.0f} % of it; own CPU {cpu_text}",
+                "baseline": f"Prometheus CPU {server_text}",
+                "ratio": "",
+                "target": "< 20 %" if variant == "dashboard" else "",
+                "ok": own < 0.2 * wall if variant == "dashboard" else None,
+            }
+        )
+    return out
+
+
+PLAN = {384: (5, 10), 1000: (5, 10), 10000: (3, 5), 50000: (2, 2)}  # runs, refreshes each
+
+
+def run(sizes=(384, 1000, 10000), before: str | None = None) -> list[dict]:
+    out = []
+    for gpus in sizes:
+        runs, refreshes = PLAN[gpus]
+        print(f"prometheus benchmark: {gpus} GPUs ...", file=sys.stderr, flush=True)
+        out += rows(measure(gpus, SIZES[gpus], runs, refreshes, before))
+    return out
+
+
+def update_results(new_rows: list[dict], path: Path = ROOT / "benchmarks" / "results.md") -> None:
+    """Replace the prometheus rows of results.md's table, keeping the other figures."""
+    from benchmarks.run import table
+
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(ROW_PREFIX)]
+    fresh = table(new_rows).splitlines()[2:]
+    first = next(i for i, line in enumerate(lines) if line.startswith("| dashboard CPU"))
+    lines[first:first] = fresh
+    note = "Prometheus rows: `python3 -m benchmarks.bench_prometheus`"
+    lines = [line for line in lines if not line.startswith(note)]
+    lines.append(f"\n{note}, {time.strftime('%Y-%m-%d %H:%M')}, niced, 2-core VM.")
+    path.write_text("\n".join(lines).rstrip() + "\n")
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", help="a git revision whose backend to measure beside")
+    parser.add_argument("--sizes", default="384,1000,10000", help="GPUs, comma-separated")
+    args = parser.parse_args()
+    measured = run(tuple(int(s) for s in args.sizes.split(",")), args.before)
+    from benchmarks.run import table
+
+    print(table(measured))
+    update_results(measured)

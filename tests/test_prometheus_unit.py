@@ -562,6 +562,7 @@ def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
     """n1 is shown GPU by GPU; n2 and the node with both vendors' exporters (two groups, added
     up: its mean utilization weighs each GPU once) are summaries computed by Prometheus."""
     b = backend(canned.url)
+    canned.gpus([*NVIDIA, series("DCGM_FI_DEV_GPU_UTIL", 5, Hostname="n2", gpu="0")])
     b.sample()  # every node: n1 is named by Hostname
     where = {"Hostname": {"n1"}}
     canned.gpus(NVIDIA, where)
@@ -716,3 +717,12 @@ async def test_a_slow_but_answering_prometheus_is_not_shown_live(canned, config_
         await until(lambda: "STALE" in app.header.plain, "STALE")
         assert "last data" in app.header.plain and "live" not in app.header.plain
         await until(lambda: app.sample is not first and app.sample.took_s >= 1.5, "a slow sample")
+
+
+def test_a_detail_of_every_node_is_every_gpu_without_summaries(canned):
+    b = backend(canned.url)
+    b.sample()
+    b.set_detail({"n1", "n9"})  # every node known (and one that is not): no summary to ask
+    asked = len(canned.queries)
+    assert [len(n.gpus) for n in b.sample().nodes] == [2]
+    assert sorted(canned.queries[asked:]) == sorted(["up", *gpu_queries()])

@@ -591,6 +591,8 @@ class PrometheusBackend:
         once. Summaries that find GPUs shared by pods (one GPU, several series: Prometheus
         refuses to match them one to one) are asked again, each GPU reduced to one first."""
         detail = self.detail
+        if detail is not None and self.known and detail.issuperset(self.known):
+            detail = None  # every node is shown: all GPU by GPU (new nodes too), no summaries
         where = None if detail is None else self._where(detail)
         while True:
             parts = {} if detail is None else summary_queries(where, self.shared)
