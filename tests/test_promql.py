@@ -59,8 +59,9 @@ def evaluate(tmp_path, input_series: list, checks: list[tuple[str, list]], at: s
 
 
 def test_gpu_queries_select_every_series_as_written(tmp_path):
-    """Each metric in the query of its line, every series as the exporter wrote it (a GPU seen
-    through two pods twice: the client keeps one); other names are not asked for."""
+    """Each metric in the query of its line: utilization as the exporter wrote it (a GPU seen
+    through two pods twice: the client keeps one), the other readings one per GPU with the
+    labels that say whose; other names are not asked for."""
     util, memory, power = gpu_queries()
     evaluate(
         tmp_path,
@@ -68,6 +69,7 @@ def test_gpu_queries_select_every_series_as_written(tmp_path):
             series("DCGM_FI_DEV_GPU_UTIL", "10x20", Hostname=QUOTED, gpu="0", pod="a"),
             series("DCGM_FI_DEV_GPU_UTIL", "30x20", Hostname=QUOTED, gpu="0", pod="b"),
             series("DCGM_FI_DEV_FB_USED", "500x20", Hostname=QUOTED, gpu="0", pod="a"),
+            series("DCGM_FI_DEV_FB_USED", "400x20", Hostname=QUOTED, gpu="0", pod="b"),
             series("gpu_used_vram", "2048x20", hostname="amd1", gpu_id="3", job="amd"),
             series("DCGM_FI_DEV_MEM_COPY_UTIL", "5x20", Hostname=QUOTED, gpu="0"),
         ],
@@ -82,8 +84,8 @@ def test_gpu_queries_select_every_series_as_written(tmp_path):
             (
                 memory,
                 [
-                    sample(500, __name__="DCGM_FI_DEV_FB_USED", Hostname=QUOTED, gpu="0", pod="a"),
-                    sample(2048, __name__="gpu_used_vram", hostname="amd1", gpu_id="3", job="amd"),
+                    sample(500, __name__="DCGM_FI_DEV_FB_USED", Hostname=QUOTED, gpu="0"),
+                    sample(2048, __name__="gpu_used_vram", hostname="amd1", gpu_id="3"),
                 ],
             ),
             (power, []),

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ from moai_tui.backends.slurm import (
 from moai_tui.config import SlurmSettings, load_config
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import Flavor, Gpu, JobRequest
-from moai_tui.view import fits_now
+from moai_tui.overview import summarise
+from moai_tui.view import fits_now, free_count
 
 SLURM = FIXTURES / "slurm"
 ANSWERS = {  # release -> (nodes answer, jobs answer)
@@ -665,3 +667,48 @@ def test_history_is_asked_under_the_metrics_names_for_the_nodes():
     device_gpus = snapshot.nodes[0].gpus[:2]
     assert backend.history(device_gpus, 600.0, 1.0) == [(50.0, 10.0)]
     assert [(g.node, g.index) for g in asked] == [("node00.cluster", 0), ("node00.cluster", 1)]
+
+
+def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics_readings():
+    """The dashboard shows node00 GPU by GPU: the metrics are asked for it under their name for
+    it; every other node is a summary: its GPUs and those no job holds as Slurm says, its
+    readings as the metrics summarised them."""
+    told = []
+
+    class Metrics:
+        def set_detail(self, nodes):
+            told.append(nodes)
+
+        def sample(self, requests=()):
+            from moai_tui.model import ClusterSnapshot, Node, NodeSummary
+
+            gpus = tuple(reading("node00.cluster", i, 10.0 * i) for i in range(8))
+            summary = NodeSummary(8, 3, 0, 35.0, 8000, 652472, 41.0, 2400.0)
+            return ClusterSnapshot(
+                0.0,
+                "prometheus",
+                "me",
+                (Node("node00.cluster", gpus), Node("node01.cluster", (), summary=summary)),
+            )
+
+        def close(self):
+            pass
+
+    backend, _ = backend_2205()
+    backend.metrics = Metrics()
+    every = {n.name: n for n in backend.sample().nodes}  # learns the metrics' names
+    backend.set_detail({"node00"})
+    backend._last = replace(backend._last, taken=-1e9)  # poll again
+    snapshot = backend.sample()
+    assert told == [frozenset({"node00.cluster"})]
+    nodes = {n.name: n for n in snapshot.nodes}
+    assert nodes["node00"] == every["node00"] and nodes["node00"].summary is None
+    node01 = nodes["node01"]
+    assert node01.gpus == () and node01.summary.gpus == len(every["node01"].gpus)
+    assert node01.summary.free == free_count(every["node01"])  # Slurm's, not the metrics' 3
+    assert (node01.summary.util, node01.summary.temp_c) == (35.0, 41.0)
+    assert nodes["node02"].summary.util is None  # the metrics know nothing of it
+    assert (
+        summarise(snapshot, (), ()).free
+        == summarise(replace(snapshot, nodes=tuple(every.values())), (), ()).free
+    )

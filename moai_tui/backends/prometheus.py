@@ -61,11 +61,12 @@ ALIASES: dict[str, list[tuple[str, float]]] = {
     ],
 }
 METRICS = tuple(dict.fromkeys(metric for aliases in ALIASES.values() for metric, _ in aliases))
-# The per-GPU series come in one query per line: two or three metrics each from either vendor.
+# The per-GPU series come in one query per line: utilization as the exporters wrote it (every
+# label: who holds the GPU, its model, UUID, partition), then the other readings, values only.
 GPU_QUERY_FIELDS = (
-    ("util", "mem_util", "temp_c", "edge_temp_c"),
-    ("mem_used_mib", "mem_free_mib", "mem_total_mib"),
-    ("mem_temp_c", "power_w"),
+    ("util",),
+    ("mem_util", "mem_used_mib", "mem_free_mib", "mem_total_mib"),
+    ("temp_c", "edge_temp_c", "mem_temp_c", "power_w"),
 )
 GPU_LABELS = (
     "Hostname",
@@ -148,23 +149,23 @@ def one_of(nodes: Collection[str]) -> str:
 
 
 def gpu_queries(where: Where | None = None) -> list[str]:
-    """The per-GPU series of every metric the alias table names, as the exporters wrote them:
-    nothing to compute, the cheapest answer Prometheus gives (a GPU seen through several pods is
-    reduced by the client). In a few queries of about as many series each (GPU_QUERY_FIELDS),
-    which Prometheus answers side by side. With `where`, only those nodes' series."""
+    """The per-GPU series of every metric the alias table names, in a few queries Prometheus
+    answers side by side (GPU_QUERY_FIELDS). Utilization comes as the exporters wrote it,
+    nothing to compute, each GPU's labels with it (a GPU seen through several pods is reduced
+    by the client); the other readings with the labels that say whose they are only, each GPU
+    reduced to one series by the server. With `where`, only those nodes' series."""
     queries = []
-    for fields in GPU_QUERY_FIELDS:
-        metrics = dict.fromkeys(metric for field in fields for metric, _ in ALIASES[field])
-        names = names_of(metrics)
+    for i, fields in enumerate(GPU_QUERY_FIELDS):
+        names = names_of(dict.fromkeys(m for field in fields for m, _ in ALIASES[field]))
         if where is None:
-            queries.append(f"{{{names}}}")
+            selected = f"{{{names}}}"
         elif where:
-            queries.append(
-                " or ".join(
-                    f"{{{names},{label}=~{one_of(nodes)}}}"
-                    for label, nodes in sorted(where.items())
-                )
+            selected = " or ".join(
+                f"{{{names},{label}=~{one_of(nodes)}}}" for label, nodes in sorted(where.items())
             )
+        else:
+            continue
+        queries.append(selected if i == 0 else f"max by (__name__, {BY_GPU}) ({selected})")
     return queries
 
 
@@ -633,23 +634,28 @@ class PrometheusBackend:
         (pods sharing it) reads their largest value, and marks the cluster `shared`."""
         gpus: dict[tuple[str, str, str], list] = {}
         known_fields = self._fields
-        for labels, value in series:
-            name = labels.get("__name__", "")
+        for labels, value in series:  # the hot loop of a refresh: _gpu_key inlined
+            get = labels.get
+            name = get("__name__", "")
             fields = known_fields.get(name)
             if fields is None:
                 fields = self._fields_of(name)
-            key = _gpu_key(labels)
-            if not fields or key is None:
+            node = get("Hostname") or get("hostname") or get("instance")
+            if not fields or not node:
                 continue
+            index = get("gpu")
+            key = (
+                (node, "gpu", index) if index is not None else (node, "gpu_id", get("gpu_id", "0"))
+            )
             gpu = gpus.get(key)
             if gpu is None:
                 gpu = gpus[key] = [{}, labels]
                 if "instance" in labels:
-                    self.instances.setdefault(labels["instance"], set()).add(key[0])
+                    self.instances.setdefault(labels["instance"], set()).add(node)
             slot = gpu[0]
             for field, rank, scale in fields:
                 held = slot.get(field)
-                scaled = None if value is None else value * scale
+                scaled = value if value is None or scale == 1.0 else value * scale
                 if held is None or rank < held[0]:
                     slot[field] = (rank, scaled, name)
                 elif rank == held[0]:  # the same metric again: one GPU through several pods
@@ -729,7 +735,7 @@ class PrometheusBackend:
         for instance in down_instances:  # every node that exporter serves
             down |= self.instances.get(instance, set())
         listed: dict[str, list[Gpu]] = {}
-        meta: dict[tuple[str, int], dict] = {}
+        held: dict[tuple[int, str], list[str]] = {}  # (job, user) -> the GPUs it holds
         for (node, index_label, value), gpu in _numbered(gpus).items():
             slot, labels = gpus[(node, index_label, value)]
             host_label = _host_label(labels)
@@ -745,9 +751,10 @@ class PrometheusBackend:
                 if labels.get("DCGM_FI_DRIVER_VERSION"):
                     self.driver = labels["DCGM_FI_DRIVER_VERSION"]
             listed[node].append(gpu)
-            meta[(node, gpu.index)] = labels
+            if gpu.job_id is not None and node not in down:
+                user = _holder(labels)[1]
+                held.setdefault((gpu.job_id, user), []).append(gpu.location)
         out = []
-        live: set[str] = set()
         for name in sorted(set(listed) | set(summaries) | set(self.known)):
             if name in down or (name not in listed and name not in summaries):
                 # Its exporter is down or its series vanished: shown down, not dropped.
@@ -762,7 +769,6 @@ class PrometheusBackend:
                 node_gpus = tuple(sorted(listed[name], key=lambda g: g.index))
                 self.known[name] = node_gpus
                 out.append(Node(name, node_gpus))
-                live.add(name)
             else:
                 summary = summaries[name]
                 self.known[name] = summary.gpus
@@ -772,7 +778,12 @@ class PrometheusBackend:
             backend=self.name,
             user=os.environ.get("USER", "-"),
             nodes=tuple(out),
-            jobs=_jobs(meta, live),
+            # The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids;
+            # pid 0: not a process of this machine).
+            jobs=tuple(
+                Job(job, 0, user, f"job {job}", None, tuple(sorted(places, key=_place_key)))
+                for (job, user), places in sorted(held.items())
+            ),
             # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
             # label; nothing says which is the latest.
             platform=NVIDIA_DRIVER if self.driver != "-" else "Prometheus",
@@ -849,23 +860,9 @@ def _holder(labels: dict) -> tuple[str, str] | None:
     return None
 
 
-def _job_number(labels: dict) -> int | None:
-    holder = _holder(labels)
-    return int(holder[0]) if holder else None
-
-
-def _jobs(meta: dict[tuple[str, int], dict], live: set[str]) -> tuple[Job, ...]:
-    """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids, which
-    are numbers; pid 0: not a process of this machine)."""
-    held: dict[tuple[str, str], list[str]] = {}
-    for (node, index), labels in sorted(meta.items()):
-        holder = _holder(labels)
-        if node in live and holder:
-            held.setdefault(holder, []).append(f"{node}:{index}")
-    return tuple(
-        Job(int(job), 0, user, f"job {job}", None, tuple(locations))
-        for (job, user), locations in sorted(held.items(), key=lambda item: int(item[0][0]))
-    )
+def _place_key(location: str) -> tuple[str, int]:
+    node, _, index = location.rpartition(":")
+    return node, int(index)
 
 
 def _gpu_key(labels: dict) -> tuple[str, str, str] | None:
@@ -880,7 +877,10 @@ def _gpu_key(labels: dict) -> tuple[str, str, str] | None:
 
 
 def _host_label(labels: dict) -> str:
-    return next(label for label in HOST_LABELS if labels.get(label))
+    """The label naming a series' node (HOST_LABELS, the first present)."""
+    if labels.get("Hostname"):
+        return "Hostname"
+    return "hostname" if labels.get("hostname") else "instance"
 
 
 def _unprefixed(name: str) -> str:
@@ -903,31 +903,35 @@ def _numbered(gpus: dict[tuple[str, str, str], list]) -> dict[tuple[str, str, st
     }
 
 
-def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
-    def value(field):
-        return slot[field][1] if field in slot else None
+NO_READING = (0, None, "")
 
-    used, free, total = value("mem_used_mib"), value("mem_free_mib"), value("mem_total_mib")
+
+def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
+    get = slot.get
+    used, free, total = (
+        get(f, NO_READING)[1] for f in ("mem_used_mib", "mem_free_mib", "mem_total_mib")
+    )
     if total is None and used is not None and free is not None:
         total = used + free  # FB_TOTAL is not exported by default
     partition = labels.get("gpu_partition_id", "")
+    holder = _holder(labels)
     return Gpu(
         node=node,
         index=index,
         model=_model(labels),
-        util=value("util"),
-        mem_util=value("mem_util"),
+        util=get("util", NO_READING)[1],
+        mem_util=get("mem_util", NO_READING)[1],
         mem_used_mib=None if used is None else int(used),
         mem_total_mib=None if total is None else int(total),
-        temp_c=value("temp_c"),
-        mem_temp_c=value("mem_temp_c"),
-        power_w=value("power_w"),
+        temp_c=get("temp_c", NO_READING)[1],
+        mem_temp_c=get("mem_temp_c", NO_READING)[1],
+        power_w=get("power_w", NO_READING)[1],
         uuid=labels.get("UUID") or labels.get("gpu_uuid") or "",
-        edge_temp_c=value("edge_temp_c"),
+        edge_temp_c=get("edge_temp_c", NO_READING)[1],
         compute_partition=labels.get("gpu_compute_partition_type", "").upper(),
         memory_partition=labels.get("gpu_memory_partition_type", "").upper(),
         partition_id=int(partition) if partition.isdigit() else None,  # "NA": none
-        job_id=_job_number(labels),
+        job_id=int(holder[0]) if holder else None,
     )
 
 

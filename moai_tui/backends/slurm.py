@@ -23,14 +23,17 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from moai_tui.backends import slurm_parse as parse
 from moai_tui.catalog import Catalog
 from moai_tui.config import SlurmSettings
 from moai_tui.errors import BackendError
-from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, JobRequest, Node, NodeSummary
+
+T = TypeVar("T")
 
 STATES = "--states=PENDING,RUNNING,SUSPENDED,COMPLETING,CONFIGURING,RESIZING,STOPPED"
 TEXT_NODES = ("scontrol", "show", "nodes", "-o", "-d")
@@ -210,6 +213,10 @@ class SlurmBackend:
         self.plan = plan_for(self.version)
         self.metrics_error: str | None = None
         self._metrics_nodes: list[str] = []  # the metrics' node names, as last seen
+        # The nodes shown GPU by GPU (None: all), and the metrics' summaries of the others.
+        self.detail: frozenset[str] | None = None
+        self._told: frozenset[str] | None = None
+        self.summaries: dict[str, NodeSummary] = {}
         self._last: Allocation | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -296,9 +303,19 @@ class SlurmBackend:
     # Readings ------------------------------------------------------------------------------
     def readings(self) -> dict[str, dict[int, Gpu]]:
         """Node name -> GPU index -> the metrics backend's GPU; empty without metrics. A failing
-        metrics source leaves the allocation view standing, readings unknown."""
+        metrics source leaves the allocation view standing, readings unknown. The metrics are
+        asked GPU by GPU for the detail nodes only (under their names for them): the others'
+        summaries land in `summaries`."""
+        self.summaries = {}
         if self.metrics is None:
             return {}
+        wanted = self.detail
+        if wanted is not None and self._last is not None:
+            names = metrics_names(self._last.nodes, self._metrics_nodes)
+            wanted = frozenset(names.get(node, node) for node in wanted)
+        if wanted != self._told:
+            self.metrics.set_detail(wanted)
+            self._told = wanted
         try:
             snapshot = self.metrics.sample(())
         except BackendError as error:
@@ -306,10 +323,16 @@ class SlurmBackend:
             return {}
         self.metrics_error = None
         self._metrics_nodes = [node.name for node in snapshot.nodes]
+        self.summaries = {n.name: n.summary for n in snapshot.nodes if n.summary and n.up}
         return {
             node.name: {gpu.index: gpu for gpu in node.gpus if not gpu.lost}
             for node in snapshot.nodes
         }
+
+    def set_detail(self, nodes: Collection[str] | None) -> None:
+        """Nodes outside it come as summaries: Slurm's count of their GPUs and of those no job
+        holds, the metrics' summary of their readings."""
+        self.detail = None if nodes is None else frozenset(nodes)
 
     # Snapshot ------------------------------------------------------------------------------
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
@@ -321,6 +344,8 @@ class SlurmBackend:
             self.user,
             self.wall(),
             host=allocation.cluster or socket.gethostname(),
+            detail=self.detail,
+            summaries=self.summaries,
         )
 
     def local_catalog(self) -> Catalog:
@@ -392,10 +417,8 @@ def short(name: str) -> str:
     return name.split(".")[0].lower()
 
 
-def join_readings(
-    nodes: Sequence[parse.SlurmNode], readings: dict[str, dict[int, Gpu]]
-) -> dict[str, dict[int, Gpu]]:
-    """Slurm node -> its GPUs' readings (by index)."""
+def join_readings(nodes: Sequence[parse.SlurmNode], readings: Mapping[str, T]) -> dict[str, T]:
+    """Slurm node -> what the metrics read of it (its GPUs' readings by index, or its summary)."""
     return {slurm: readings[name] for slurm, name in metrics_names(nodes, readings).items()}
 
 
@@ -406,8 +429,13 @@ def build_snapshot(
     user: str,
     now: float,
     host: str = "",
+    detail: Collection[str] | None = None,
+    summaries: dict[str, NodeSummary] | None = None,
 ) -> ClusterSnapshot:
+    """The snapshot of a Slurm poll with the metrics' readings; nodes outside `detail` (None:
+    every node) as summaries (Node.summary), their readings from the metrics' `summaries`."""
     joined = join_readings(allocation.nodes, readings)
+    summed = join_readings(allocation.nodes, summaries or {})
     holder = {(node, index): job.job_id for job in allocation.jobs for node, index in job.gpus}
     nodes = []
     for slurm_node in allocation.nodes:
@@ -415,6 +443,22 @@ def build_snapshot(
             continue  # a CPU-only node is not part of the accelerator
         metrics = joined.get(slurm_node.name, {})
         used = set(slurm_node.used or ())
+        if detail is not None and slurm_node.name not in detail:
+            count = len(slurm_node.gpu_types)
+            held = sum(1 for i in range(count) if (slurm_node.name, i) in holder or i in used)
+            read = summed.get(slurm_node.name) or NodeSummary(0, 0, 0, *[None] * 5)
+            summary = replace(read, gpus=count, free=count - held, lost=0)
+            nodes.append(
+                Node(
+                    slurm_node.name,
+                    (),
+                    up=slurm_node.up,
+                    state=slurm_node.state,
+                    reason=slurm_node.reason,
+                    summary=summary,
+                )
+            )
+            continue
         gpus = []
         for index, kind in enumerate(slurm_node.gpu_types):
             held = holder.get((slurm_node.name, index))
