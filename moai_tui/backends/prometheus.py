@@ -1,9 +1,9 @@
 """Backend `prometheus`: a whole cluster as one accelerator, from the Prometheus that already
 scrapes dcgm-exporter (NVIDIA) or device-metrics-exporter (AMD) on every node.
 
-A refresh asks, at once: the per-GPU series of the nodes shown GPU by GPU (every node unless the
-caller named some, `set_detail`), as the exporters wrote them; for every other node one set of
-aggregates computed by Prometheus (its GPUs, free GPUs, mean utilization, memory, hottest GPU,
+A refresh asks, in queries Prometheus answers side by side: the per-GPU series of the nodes
+shown GPU by GPU (every node unless the caller named some, `set_detail`); for every other node a
+few figures computed by Prometheus (its GPUs, free GPUs, mean utilization, memory, hottest GPU,
 power), so the answer grows with the nodes, not the GPUs; and `up` for the exporters. Nodes come
 from the host label (`Hostname`, `hostname`, else the exporter's `instance`); a node seen before
 whose series vanished, or whose exporter is `up == 0`, is shown down. An exporter already down
@@ -17,6 +17,8 @@ string literals, matched exactly (`=`, or `=~` of escaped alternatives).
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import http.client
 import json
 import math
@@ -200,7 +202,7 @@ def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str
         "free": f"count by ({BY_NODE}) ({idle})",
     }
     for field, how in SUMMED.items():
-        lowest, highest = BOUNDS.get(field, BOUNDS["mem_used_mib"])
+        lowest, highest = BOUNDS.get(field, BOUNDS["mem_used_mib"])  # free memory: as used
         # One GPU may give two of power's names: per node, the first present. Other fields'
         # names are two vendors', or one sensor renamed (or junction and edge: the hotter).
         sets = [[m] for m in aliases(field)] if field == "power_w" else [aliases(field)]
@@ -567,6 +569,10 @@ class PrometheusBackend:
         now = self.clock()
         if now < self._retry_at:  # back off after a failure: say so without asking again
             raise BackendError(f"{self._last_error} (retrying in {self._retry_at - now:.0f} s)")
+        with _collector_paused():
+            return self._sample(now)
+
+    def _sample(self, now: float) -> ClusterSnapshot:
         try:
             up, series, groups = self._ask()
         except BackendError as error:
@@ -616,9 +622,7 @@ class PrometheusBackend:
         name under a prefix is its unprefixed name's."""
         fields = self._fields.get(name)
         if fields is None:
-            metric = (
-                name if name in METRICS else next((m for m in AMD_NAMES if name.endswith(m)), "")
-            )
+            metric = _unprefixed(name)
             fields = tuple(
                 (field, rank, scale)
                 for field, aliases in ALIASES.items()
@@ -858,6 +862,20 @@ def _holder(labels: dict) -> tuple[str, str] | None:
         if labels.get(id_label, "").isdigit():
             return labels[id_label], labels.get(user_label) or "-"
     return None
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector paused while answers of some 100,000 objects are parsed and
+    built on: none of them forms a cycle, and its passes every 700 allocations took about a
+    sixth of the client's time at 10,000 GPUs."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _place_key(location: str) -> tuple[str, int]:
