@@ -297,17 +297,26 @@ def run(sizes=(384, 1000, 10000), before: str | None = None) -> list[dict]:
     return out
 
 
-def update_results(new_rows: list[dict], path: Path = ROOT / "benchmarks" / "results.md") -> None:
-    """Replace the prometheus rows of results.md's table, keeping the other figures."""
+def update_results(
+    new_rows: list[dict], sizes, path: Path = ROOT / "benchmarks" / "results.md"
+) -> None:
+    """Replace the rows of the sizes measured in results.md's table, keeping the others (the
+    sizes not measured this time among them), all ordered by size."""
     from benchmarks.run import table
 
-    lines = [line for line in path.read_text().splitlines() if not line.startswith(ROW_PREFIX)]
-    fresh = table(new_rows).splitlines()[2:]
-    first = next(i for i, line in enumerate(lines) if line.startswith("| dashboard CPU"))
-    lines[first:first] = fresh
-    note = "Prometheus rows: `python3 -m benchmarks.bench_prometheus`"
+    stale = tuple(f"{ROW_PREFIX}, {gpus} GPUs" for gpus in sizes)
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(stale)]
+    ours = [line for line in lines if line.startswith(ROW_PREFIX)]
+    ours += table(new_rows).splitlines()[2:]
+    ours.sort(key=lambda line: int(line[len(ROW_PREFIX) + 2 :].split(" ", 1)[0]))
+    first = next(i for i, line in enumerate(lines) if line.startswith((ROW_PREFIX, "| dashboard")))
+    others = [line for line in lines if not line.startswith(ROW_PREFIX)]
+    lines = others[:first] + ours + others[first:]
+    note = "Prometheus rows: `python3 -m benchmarks.bench_prometheus"
     lines = [line for line in lines if not line.startswith(note)]
-    lines.append(f"\n{note}, {time.strftime('%Y-%m-%d %H:%M')}, niced, 2-core VM.")
+    measured = ",".join(str(gpus) for gpus in sizes)
+    when = time.strftime("%Y-%m-%d %H:%M")
+    lines.append(f"\n{note} --sizes {measured}`, {when}, niced, 2-core VM.")
     path.write_text("\n".join(lines).rstrip() + "\n")
 
 
@@ -316,8 +325,9 @@ if __name__ == "__main__":
     parser.add_argument("--before", help="a git revision whose backend to measure beside")
     parser.add_argument("--sizes", default="384,1000,10000", help="GPUs, comma-separated")
     args = parser.parse_args()
-    measured = run(tuple(int(s) for s in args.sizes.split(",")), args.before)
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    measured = run(sizes, args.before)
     from benchmarks.run import table
 
     print(table(measured))
-    update_results(measured)
+    update_results(measured, sizes)
