@@ -164,7 +164,7 @@ def unavailable_reason(flavor: Flavor, snapshot: ClusterSnapshot) -> str | None:
 # memory: a metrics-only backend (Prometheus) knows no jobs, and an idle-looking GPU that holds
 # 10 % of its memory is someone's.
 BUSY_UTIL = 5.0
-BUSY_MEMORY_PARTS = 10  # busy from 1/10 of its memory on
+BUSY_MEMORY_SHARE = 0.10
 
 
 def is_free(gpu: Gpu) -> bool:
@@ -174,9 +174,7 @@ def is_free(gpu: Gpu) -> bool:
     if gpu.util is not None and gpu.util >= BUSY_UTIL:
         return False
     if gpu.mem_used_mib and gpu.mem_total_mib:
-        # In whole numbers (used < 10 % of total): Prometheus counts free GPUs of nodes it only
-        # summarises by this very comparison, and 0.1 * total rounds (0.1 * 30 > 3).
-        return gpu.mem_used_mib * BUSY_MEMORY_PARTS < gpu.mem_total_mib
+        return gpu.mem_used_mib < BUSY_MEMORY_SHARE * gpu.mem_total_mib
     return True
 
 
@@ -190,9 +188,7 @@ def free_count(node: Node) -> int:
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     """Whether enough nodes have enough free GPUs for the flavor at this moment."""
     per_node = flavor.gpus_per_node
-    ready = sum(
-        1 for node in snapshot.nodes if node.accepts_work and free_count(node) >= per_node
-    )
+    ready = sum(1 for node in snapshot.nodes if node.accepts_work and free_count(node) >= per_node)
     return ready >= flavor.nodes
 
 

@@ -35,7 +35,7 @@ from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import NVIDIA_DRIVER, ClusterSnapshot, Gpu, Job, JobRequest, Node, NodeSummary
 from moai_tui.parsing import is_number
 from moai_tui.validate import BOUNDS
-from moai_tui.view import BUSY_MEMORY_PARTS, BUSY_UTIL
+from moai_tui.view import BUSY_MEMORY_SHARE, BUSY_UTIL
 
 NOT_SUPPORTED = 9.0e18  # DCGM's "not supported" sentinel is about 9.2e18
 # Field -> [(metric, scale to our unit)], first present wins. dcgm-exporter up to 4.8, the
@@ -192,8 +192,11 @@ def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str
     low, high = BUSY_UTIL, BOUNDS["util"][1]
     idle = f"abs({per_gpu(aliases('util'), *NOT_HELD)} - {(low + high) / 2}) > {(high - low) / 2}"
     for used, (kind, other) in MEMORY_PAIRS.items():
-        # Busy: used * 10 >= used + free, or >= total (a reading under 1 MiB is none).
-        times = BUSY_MEMORY_PARTS - 1 if kind == "free" else BUSY_MEMORY_PARTS
+        # Busy: used >= a tenth of used + free (or of total), in whole numbers: used * 9 >= free
+        # (used * 10 >= total); for MiB counts below 2^24 just what is_free's float compares.
+        # Under 1 MiB used is nothing used (is_free: 0 is no reading).
+        parts = round(1 / BUSY_MEMORY_SHARE)
+        times = parts - 1 if kind == "free" else parts
         used_gpus, other_gpus = per_gpu([used], *NOT_HELD), per_gpu([other], *NOT_HELD)
         busy = f"({used_gpus} >= 1) * {times} >= on ({BY_GPU}) {other_gpus}"
         idle = f"{idle} unless on ({BY_GPU}) ({busy})"
