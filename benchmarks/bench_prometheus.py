@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import median, moai_command, p95
+from benchmarks.common import median, moai_command, no_baseline, p95, record, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
@@ -224,6 +224,7 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
                     )
         for entry in out:
             assert entry["gpus"] == gpus, entry
+        record("prometheus", {"gpus": gpus, "shown": len(shown), "refreshes": out})
         return [{**entry, "size": gpus, "shown": len(shown)} for entry in out]
     finally:
         prometheus.send_signal(signal.SIGTERM)
@@ -249,7 +250,9 @@ def rows(entries: list[dict]) -> list[dict]:
         return middle, text
 
     goal = 100 if gpus <= 1000 else 500 if gpus <= 10000 else None
-    smi_wall, smi_text = spread(of("smi"), "wall")
+    # Each row beside the old code's refresh where it was measured, else beside smi's.
+    base = "before" if of("before") else "smi"
+    base_wall, base_text = spread(of(base), "wall")
     for variant, what in (
         ("dashboard", f"dashboard 200x60, {min(shown, gpus // 8)} nodes GPU by GPU"),
         ("smi", "smi (every GPU)"),
@@ -262,12 +265,16 @@ def rows(entries: list[dict]) -> list[dict]:
         own, own_text = spread(chosen, "own")
         _, cpu_text = spread(chosen, "cpu")
         _, server_text = spread(chosen, "server_cpu")
+        beside = (
+            no_baseline()
+            if variant == base
+            else {"baseline": f"{base}: {base_text}", "ratio": f"{wall / base_wall:.2f}x"}
+        )
         out.append(
             {
                 "figure": f"prometheus refresh, {gpus} GPUs, {what}: wall",
                 "value": wall_text,
-                "baseline": "" if variant == "smi" else f"smi: {smi_text}",
-                "ratio": "" if variant == "smi" else f"{wall / smi_wall:.2f}x",
+                **beside,
                 "target": f"< {goal} ms" if goal and variant == "dashboard" else "",
                 "ok": wall < goal if goal and variant == "dashboard" else None,
             }
@@ -297,27 +304,51 @@ def run(sizes=(384, 1000, 10000), before: str | None = None) -> list[dict]:
     return out
 
 
+SECTION = "benchmarks.bench_prometheus"
+
+
 def update_results(
-    new_rows: list[dict], sizes, path: Path = ROOT / "benchmarks" / "results.md"
+    new_rows: list[dict],
+    sizes,
+    before: str | None,
+    path: Path = ROOT / "benchmarks" / "results.md",
 ) -> None:
-    """Replace the rows of the sizes measured in results.md's table, keeping the others (the
-    sizes not measured this time among them), all ordered by size."""
+    """Rewrite this script's section of results.md: the rows of the sizes measured now, and
+    those of other sizes as an earlier run left them, ordered by size."""
     from benchmarks.run import table
 
+    old = path.read_text() if path.exists() else ""
+    begin, end = f"<!-- begin {SECTION} -->", f"<!-- end {SECTION} -->"
+    section = old.split(begin, 1)[1].split(end, 1)[0] if begin in old else ""
     stale = tuple(f"{ROW_PREFIX}, {gpus} GPUs" for gpus in sizes)
-    lines = [line for line in path.read_text().splitlines() if not line.startswith(stale)]
-    ours = [line for line in lines if line.startswith(ROW_PREFIX)]
-    ours += table(new_rows).splitlines()[2:]
-    ours.sort(key=lambda line: int(line[len(ROW_PREFIX) + 2 :].split(" ", 1)[0]))
-    first = next(i for i, line in enumerate(lines) if line.startswith((ROW_PREFIX, "| dashboard")))
-    others = [line for line in lines if not line.startswith(ROW_PREFIX)]
-    lines = others[:first] + ours + others[first:]
-    note = "Prometheus rows: `python3 -m benchmarks.bench_prometheus"
-    lines = [line for line in lines if not line.startswith(note)]
-    measured = ",".join(str(gpus) for gpus in sizes)
-    when = time.strftime("%Y-%m-%d %H:%M")
-    lines.append(f"\n{note} --sizes {measured}`, {when}, niced, 2-core VM.")
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    kept = [line for line in section.splitlines() if line.startswith(ROW_PREFIX)]
+    rows = [line for line in kept if not line.startswith(stale)]
+    rows += table(new_rows).splitlines()[2:]
+    rows.sort(key=lambda line: int(line[len(ROW_PREFIX) + 2 :].split(" ", 1)[0]))
+    command = f"--sizes {','.join(str(gpus) for gpus in sizes)}"
+    command += f" --before {before}" if before else ""
+    runs = [line for line in section.splitlines() if line.startswith("- ")]
+    runs = [line for line in runs if not line.startswith(f"- `{command}`")]
+    runs.append(
+        f"- `{command}`: {time.strftime('%Y-%m-%d %H:%M')}, niced, 2-core VM shared with other "
+        f"work (load {os.getloadavg()[0]:.1f} at the end)"
+    )
+    text = "\n".join(
+        [
+            "## `python3 -m benchmarks.bench_prometheus`",
+            "",
+            "Each refresh's wall time; moai-tui's own share (its wall time beyond waiting for "
+            "answers, and this process's CPU); Prometheus's CPU (/proc). Median of the runs' "
+            "medians, the runs' range, p95 of all refreshes. `before`: the backend at the "
+            "revision given to --before.",
+            "",
+            *table([]).splitlines()[:2],
+            *rows,
+            "",
+            *runs,
+        ]
+    )
+    write_section(path, SECTION, text)
 
 
 if __name__ == "__main__":
@@ -330,4 +361,4 @@ if __name__ == "__main__":
     from benchmarks.run import table
 
     print(table(measured))
-    update_results(measured, sizes)
+    update_results(measured, sizes, args.before)
