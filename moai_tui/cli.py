@@ -480,6 +480,9 @@ def run_dashboard(ctx: Context, args) -> int:
     ctx.catalog  # a bad catalog is reported before the screen changes  # noqa: B018
     require_terminal()  # after the options: a bad one is named even on a pipe
     sampler = Sampler(ctx, HostProbe())
+    # The first sample fetches GPU by GPU only the devices' nodes (a large cluster's first frame
+    # is then quick); the grid names the nodes it shows as soon as it has drawn.
+    ctx.set_detail(())
     first = sampler.first(history_s=600.0, step=interval)
     from moai_tui.tui.app import run_app
 

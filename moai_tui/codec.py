@@ -64,6 +64,9 @@ def gpu_to_dict(gpu: Gpu) -> dict:
 
 
 def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
+    """A snapshot read GPU by GPU (smi, record: no caller narrowed the backend's detail)."""
+    if any(node.summary is not None for node in snapshot.nodes):
+        raise ValueError("a snapshot with summarised nodes holds no GPUs to write for them")
     return {
         "time": snapshot.time,
         "backend": snapshot.backend,
@@ -81,7 +84,10 @@ def snapshot_to_dict(snapshot: ClusterSnapshot) -> dict:
             }
             for n in snapshot.nodes
         ],
-        "jobs": [{**asdict(j), "gpus": list(j.gpus)} for j in snapshot.jobs],
+        "jobs": [
+            {**{k: v for k, v in asdict(j).items() if k != "summarised"}, "gpus": list(j.gpus)}
+            for j in snapshot.jobs
+        ],
         "attached": snapshot.attached,
         "local": snapshot.local,
     }

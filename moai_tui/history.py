@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from moai_tui.model import ClusterSnapshot
-from moai_tui.view import DeviceView, mean
+from moai_tui.view import DeviceView, node_util
 
 
 def percent(value: float | None) -> int | None:
@@ -31,7 +31,7 @@ class History:
             track.append((percent(view.utilization), percent(mem)))
         for node in snapshot.nodes:
             self.nodes.setdefault(node.name, deque(maxlen=self.length)).append(
-                percent(mean([g.util for g in node.gpus if not g.lost]))
+                percent(node_util(node))
             )
 
     def preload(self, device: int, points: Sequence[tuple[float | None, float | None]]) -> None:

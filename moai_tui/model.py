@@ -121,6 +121,17 @@ class Job:
     gpus_wanted: int = 0
     nodes_wanted: int = 0
     reason: str = ""
+    # GPUs held on nodes the backend only summarised (NodeSummary): (node, how many there).
+    summarised: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus) + sum(count for _, count in self.summarised)
+
+    @property
+    def node_names(self) -> set[str]:
+        """The nodes it runs on, listed or summarised."""
+        return {loc.rsplit(":", 1)[0] for loc in self.gpus} | {n for n, _ in self.summarised}
 
 
 @dataclass(frozen=True)

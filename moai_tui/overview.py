@@ -80,8 +80,8 @@ def summarise(
     for job in snapshot.jobs:
         if job.waiting:
             waiting += 1
-        elif job.gpus:
-            held[job.user] = held.get(job.user, 0) + len(job.gpus)
+        elif job.gpu_count:
+            held[job.user] = held.get(job.user, 0) + job.gpu_count
     fitting = [
         f for f in flavors if unavailable_reason(f, snapshot) is None and fits_now(f, snapshot)
     ]
@@ -110,6 +110,9 @@ class Landing:
     nodes: tuple[str, ...]  # empty when it would wait
     gpus: tuple[str, ...]  # locations "node:index"
     wait_reason: str | None
+    # GPUs taken on each of `nodes`: where the backend only summarised a node, its GPUs are
+    # not among `gpus`, and the grid marks that many of its free ones.
+    per_node: int = 0
 
 
 def landing(flavor: Flavor, snapshot: ClusterSnapshot) -> Landing:
@@ -145,7 +148,10 @@ def landing(flavor: Flavor, snapshot: ClusterSnapshot) -> Landing:
         locations += [g.location for g in free[:take]]
         remaining -= take
     return Landing(
-        tuple(entry[2].name for entry in sorted(chosen, key=lambda e: e[1])), tuple(locations), None
+        tuple(entry[2].name for entry in sorted(chosen, key=lambda e: e[1])),
+        tuple(locations),
+        None,
+        per_node,
     )
 
 
@@ -238,8 +244,8 @@ def job_rows(snapshot: ClusterSnapshot, views: Sequence[DeviceView]) -> list[Job
             nodes = job.nodes_wanted or (flavor.nodes if flavor else 0)
         else:
             state = "running"
-            gpus = len(job.gpus)
-            nodes = len({loc.rsplit(":", 1)[0] for loc in job.gpus})
+            gpus = job.gpu_count
+            nodes = len(job.node_names)
         rows.append(
             JobRow(
                 job=job,

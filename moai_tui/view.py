@@ -185,6 +185,42 @@ def free_count(node: Node) -> int:
     return sum(1 for g in node.gpus if is_free(g))
 
 
+def node_util(node: Node) -> float | None:
+    """The node's mean utilization (the backend's where it summarised the node)."""
+    if node.summary is not None:
+        return node.summary.util
+    return mean([g.util for g in node.gpus if not g.lost])
+
+
+def node_memory(node: Node) -> float | None:
+    """The node's memory in use, in percent of what its GPUs report."""
+    summary = node.summary
+    if summary is not None:
+        used, total = summary.mem_used_mib, summary.mem_total_mib
+    else:
+        known = [g for g in node.gpus if not g.lost]
+        used_known = [g.mem_used_mib for g in known if g.mem_used_mib is not None]
+        totals = [g.mem_total_mib for g in known if g.mem_total_mib]
+        used = sum(used_known) if used_known else None
+        total = sum(totals) if totals else None
+    return 100.0 * used / total if used is not None and total else None
+
+
+def node_temp(node: Node) -> float | None:
+    """The node's hottest GPU."""
+    if node.summary is not None:
+        return node.summary.temp_c
+    return max((g.temp_c for g in node.gpus if g.temp_c is not None), default=None)
+
+
+def node_power(node: Node) -> float | None:
+    """The node's GPUs' power, in total."""
+    if node.summary is not None:
+        return node.summary.power_w
+    power = [g.power_w for g in node.gpus if g.power_w is not None]
+    return sum(power) if power else None
+
+
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     """Whether enough nodes have enough free GPUs for the flavor at this moment."""
     per_node = flavor.gpus_per_node

@@ -18,12 +18,13 @@ from moai_tui.backends.prometheus import (
     down_query,
     gpu_queries,
     history_queries,
+    holder_queries,
     redact,
     summary_queries,
 )
 from moai_tui.errors import BackendError, UsageError
 from moai_tui.model import Gpu, Node, NodeSummary
-from moai_tui.overview import summarise
+from moai_tui.overview import job_rows, summarise
 
 
 def series(metric: str, value, **labels) -> dict:
@@ -181,9 +182,19 @@ class Canned:
         for query, part in zip(queries, parts, strict=True):
             self.replies[query] = (200, answer(part))
 
-    def summaries(self, where, groups: dict[tuple[str, str, str], dict], shared=False) -> None:
+    def summaries(
+        self, where, groups: dict[tuple[str, str, str], dict], shared=False, held=()
+    ) -> None:
         """Answer the summary queries: per group (Hostname, hostname, instance), its figures by
-        the name of the query that computes each."""
+        the name of the query that computes each; and the holder queries: per (labels of a job
+        and node), its figures likewise (none held unless given)."""
+        for part, query in holder_queries(where, shared).items():
+            result = [
+                {"metric": labels, "value": [1780000000.0, str(figures[part])]}
+                for labels, figures in held
+                if part in figures
+            ]
+            self.replies[query] = (200, answer(result))
         for part, query in summary_queries(where, shared).items():
             result = [
                 {
@@ -277,6 +288,7 @@ def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
 
 # A refresh of every node: `up` and the per-GPU queries, whatever the cluster's size.
 REFRESH = 1 + len(gpu_queries())
+HOLDERS = holder_queries()  # a refresh with summaries also asks who holds their GPUs
 
 
 def test_refresh_costs_the_same_queries_whatever_the_size(canned):
@@ -590,10 +602,47 @@ def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
     assert nodes["n2"].summary == NodeSummary(8, 3, 0, 40.0, 1000, 8000, 71, 800.5)
     mix = NodeSummary(8, 7, 0, (2 * 10 + 6 * 50) / 8, 700, 1000 + 6000, 60, 400)
     assert nodes["mix"].summary == mix  # AMD's total is its own, not used + free
-    refresh = 1 + len(gpu_queries(where)) + len(summary_queries(where))
+    refresh = 1 + len(gpu_queries(where)) + len(summary_queries(where)) + len(HOLDERS)
     assert len(canned.queries) - asked == refresh
     line = summarise(snapshot, (), ())
     assert (line.gpus, line.free, line.nodes) == (18, 3 + 7, 3)  # n1's two are busy
+
+
+def test_jobs_on_summarised_nodes_are_counted_whole(canned):
+    """Job 7 holds n1's GPU 0 (listed) and 4 GPUs of n2 (summarised), job 9 three of n2 only:
+    the jobs table and the GPUs by user count every GPU, and a job's utilization is the mean
+    over all its GPUs (n2's four known ones sum to 300)."""
+    held_n1 = series(
+        "DCGM_FI_DEV_GPU_UTIL", 20, Hostname="n1", gpu="0", hpc_job="7", hpc_user="ann"
+    )
+    b = backend(canned.url)
+    canned.gpus([held_n1, series("DCGM_FI_DEV_GPU_UTIL", 5, Hostname="n2", gpu="0")])
+    b.sample()
+    where = {"Hostname": {"n1"}}
+    canned.gpus([held_n1], where)
+    n2 = {"Hostname": "n2", "instance": "10.0.0.2:9400"}
+    canned.summaries(
+        where,
+        {("n2", "", "10.0.0.2:9400"): {"gpus": 8, "free": 1, "util": 60.0}},
+        held=[
+            ({**n2, "hpc_job": "7", "hpc_user": "ann"}, {"gpus": 4, "known": 4, "util": 300}),
+            ({**n2, "job_id": "9", "job_user": "bo"}, {"gpus": 3, "known": 2, "util": 100}),
+            ({**n2, "hpc_job": "x"}, {"gpus": 1, "known": 1, "util": 1}),  # no job id: nobody
+        ],
+    )
+    b.set_detail({"n1"})
+    snapshot = b.sample()
+    seven, nine = snapshot.jobs
+    assert (seven.job_id, seven.user, seven.gpus, seven.summarised) == (
+        7,
+        "ann",
+        ("n1:0",),
+        (("n2", 4),),
+    )
+    assert seven.util == (20 + 300) / 5 and nine.util == 100 / 2
+    rows = {row.job.job_id: row for row in job_rows(snapshot, ())}
+    assert (rows[7].gpus, rows[7].nodes, rows[9].gpus, rows[9].nodes) == (5, 2, 3, 1)
+    assert summarise(snapshot, (), ()).users == (("ann", 5), ("bo", 3))
 
 
 def test_a_node_not_seen_yet_is_asked_for_under_every_host_label(canned):
@@ -618,7 +667,7 @@ def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(can
     canned.summaries({}, {**nodes, ("n3", "", "10.0.0.3:9400"): {"gpus": 4, "free": 0}})
     asked = len(canned.queries)
     assert all(n.up for n in b.sample().nodes)
-    assert len(canned.queries) - asked == 1 + len(summary_queries({}))
+    assert len(canned.queries) - asked == 1 + len(summary_queries({})) + len(HOLDERS)
     canned.replies["up"] = (
         200,
         answer([{"metric": {"instance": "10.0.0.2:9400"}, "value": [0, "0"]}]),

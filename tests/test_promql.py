@@ -13,6 +13,7 @@ from moai_tui.backends.prometheus import (
     down_query,
     gpu_queries,
     history_queries,
+    holder_queries,
     promql_string,
     summary_queries,
 )
@@ -335,3 +336,21 @@ def test_summary_queries_reduce_a_gpu_shared_by_pods_to_one(tmp_path):
             (queries["mem_used_mib"], [sample(750, **a1), sample(0, instance="10.0.0.9:9400")]),
         ],
     )
+
+
+def test_holder_queries_count_each_jobs_gpus_per_node(tmp_path):
+    """Who holds the summarised nodes' GPUs, per job and node: a.1's GPU 0 (Slurm job 12 as
+    dcgm-exporter labels it) and b's AMD GPU 2 (job 77, AMD's label); with a.1 skipped, only
+    job 77; each GPU once though two pods see a.1's."""
+    job12 = {"Hostname": "a.1", "hpc_job": "12", "instance": "i1"}
+    job77 = {"hostname": "b", "instance": "i3", "job_id": "77"}
+    queries = holder_queries()
+    checks = [
+        (queries["gpus"], [sample(1, **job12), sample(1, **job77)]),
+        (queries["known"], [sample(1, **job12), sample(1, **job77)]),
+        (queries["util"], [sample(90, **job12), sample(0, **job77)]),
+        (holder_queries({"Hostname": {"a.1"}})["gpus"], [sample(1, **job77)]),
+    ]
+    evaluate(tmp_path, summary_cluster(), checks)
+    shared = holder_queries({"hostname": {"b"}}, shared=True)
+    evaluate(tmp_path, summary_cluster(pods=True), [(shared["gpus"], [sample(1, **job12)])])

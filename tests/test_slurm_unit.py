@@ -680,15 +680,18 @@ def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics
             told.append(nodes)
 
         def sample(self, requests=()):
-            from moai_tui.model import ClusterSnapshot, Node, NodeSummary
+            from moai_tui.model import ClusterSnapshot, Job, Node, NodeSummary
 
             gpus = tuple(reading("node00.cluster", i, 10.0 * i) for i in range(8))
             summary = NodeSummary(8, 3, 0, 35.0, 8000, 652472, 41.0, 2400.0)
+            # Job 3 (node01 and node02) as the metrics' job labels say: their mean over it.
+            job = Job(3, 0, "root", "job 3", summarised=(("node01.cluster", 8),), util=61.0)
             return ClusterSnapshot(
                 0.0,
                 "prometheus",
                 "me",
                 (Node("node00.cluster", gpus), Node("node01.cluster", (), summary=summary)),
+                jobs=(job,),
             )
 
         def close(self):
@@ -696,7 +699,8 @@ def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics
 
     backend, _ = backend_2205()
     backend.metrics = Metrics()
-    every = {n.name: n for n in backend.sample().nodes}  # learns the metrics' names
+    full = backend.sample()  # learns the metrics' names
+    every, every_jobs = {n.name: n for n in full.nodes}, {j.job_id: j for j in full.jobs}
     backend.set_detail({"node00"})
     backend._last = replace(backend._last, taken=-1e9)  # poll again
     snapshot = backend.sample()
@@ -708,6 +712,9 @@ def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics
     assert node01.summary.free == free_count(every["node01"])  # Slurm's, not the metrics' 3
     assert (node01.summary.util, node01.summary.temp_c) == (35.0, 41.0)
     assert nodes["node02"].summary.util is None  # the metrics know nothing of it
+    jobs = {j.job_id: j for j in snapshot.jobs}
+    assert (jobs[3].util, jobs[3].mem_used_mib) == (61.0, None)  # not node00's part for all
+    assert jobs[1].util == every_jobs[1].util and jobs[1].mem_used_mib is not None
     assert (
         summarise(snapshot, (), ()).free
         == summarise(replace(snapshot, nodes=tuple(every.values())), (), ()).free

@@ -215,6 +215,28 @@ def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str
     return queries
 
 
+def holder_queries(skip: Where | None = None, shared: bool = False) -> dict[str, str]:
+    """Who holds the GPUs of the nodes not fetched GPU by GPU, per job and node (grouped by
+    the job labels and the host labels), computed by Prometheus: the GPUs each job holds
+    there, how many of them report a utilization within bounds, and its sum. The answer grows
+    with the jobs' nodes, not the GPUs; the jobs table and the GPUs by user stay whole."""
+    not_skipped = [f"{label}!~{one_of(nodes)}" for label, nodes in sorted((skip or {}).items())]
+    names = names_of(metric for metric, _ in ALIASES["util"])
+    numeric = promql_string("[0-9]+")
+    held = " or ".join(
+        f"{{{','.join([names, *not_skipped, f'{label}=~{numeric}'])}}}" for label, _ in JOB_LABELS
+    )
+    by = ", ".join([label for pair in JOB_LABELS for label in pair] + list(HOST_LABELS))
+    if shared:
+        held = f"max by ({by}, {', '.join(INDEX_LABELS)}) ({held})"
+    low, high = BOUNDS["util"]
+    return {
+        "gpus": f"count by ({by}) ({held})",
+        "known": f"count by ({by}) (({held}) >= {low} <= {high})",
+        "util": f"sum by ({by}) (({held}) >= {low} <= {high})",
+    }
+
+
 def promql_string(text: str) -> str:
     """`text` as a PromQL double-quoted string literal (Go's escapes; JSON's are a subset)."""
     return json.dumps(text, ensure_ascii=False)
@@ -577,7 +599,7 @@ class PrometheusBackend:
 
     def _sample(self, now: float) -> ClusterSnapshot:
         try:
-            up, series, groups = self._ask()
+            up, series, groups, holders = self._ask()
         except BackendError as error:
             self._backoff = min(30.0, max(1.0, self._backoff * 2))
             self._retry_at = now + self._backoff
@@ -587,6 +609,7 @@ class PrometheusBackend:
         down = {labels.get("instance", "") for labels, value in up if value == 0} - {""}
         gpus = self._read_gpus(series)
         summaries = self._read_summaries(groups)
+        held = _read_holders(holders)
         unnamed = sorted(down - set(self.instances) - self._asked)
         if unnamed:  # down since before this process looked: their last series name them
             self._asked |= set(unnamed)  # once: a node that never served GPUs stays unknown
@@ -594,22 +617,25 @@ class PrometheusBackend:
                 self._learn_down(self.client.query(down_query(unnamed), "down exporters"))
             except BackendError:
                 pass  # (an old Prometheus without last_over_time) the live nodes still stand
-        return self._snapshot(now, gpus, summaries, down)
+        return self._snapshot(now, gpus, summaries, held, down)
 
-    def _ask(self) -> tuple[list, list, dict[str, list]]:
-        """`up`, the detail nodes' per-GPU series and the other nodes' summaries, asked at
-        once. Summaries that find GPUs shared by pods (one GPU, several series: Prometheus
-        refuses to match them one to one) are asked again, each GPU reduced to one first."""
+    def _ask(self) -> tuple[list, list, dict[str, list], dict[str, list]]:
+        """`up`, the detail nodes' per-GPU series, the other nodes' summaries and who holds
+        their GPUs, asked at once. Summaries that find GPUs shared by pods (one GPU, several
+        series: Prometheus refuses to match them one to one) are asked again, each GPU
+        reduced to one first."""
         detail = self.detail
         if detail is not None and self.known and detail.issuperset(self.known):
             detail = None  # every node is shown: all GPU by GPU (new nodes too), no summaries
         where = None if detail is None else self._where(detail)
         while True:
             parts = {} if detail is None else summary_queries(where, self.shared)
+            holders = {} if detail is None else holder_queries(where, self.shared)
             gpus = gpu_queries(where)
             queries = [("up", "exporter status")]
             queries += [(promql, "GPU metrics") for promql in gpus]
             queries += [(promql, f"nodes' {name}") for name, promql in parts.items()]
+            queries += [(promql, f"jobs' {name}") for name, promql in holders.items()]
             try:
                 up, *answers = self.client.query_many(queries)
             except BackendError as error:
@@ -618,7 +644,13 @@ class PrometheusBackend:
                     continue
                 raise
             series = [s for answer in answers[: len(gpus)] for s in answer]
-            return up, series, dict(zip(parts, answers[len(gpus) :], strict=True))
+            rest = answers[len(gpus) :]
+            return (
+                up,
+                series,
+                dict(zip(parts, rest[: len(parts)], strict=True)),
+                dict(zip(holders, rest[len(parts) :], strict=True)),
+            )
 
     def _fields_of(self, name: str) -> tuple[tuple[str, int, float], ...]:
         """(field, rank among its aliases, scale) of each field a metric name gives; an AMD
@@ -736,13 +768,14 @@ class PrometheusBackend:
         now: float,
         gpus: dict[tuple[str, str, str], list],
         summaries: dict[str, NodeSummary],
+        held_there: dict[tuple[int, str], dict[str, list]],
         down_instances: set[str],
     ) -> ClusterSnapshot:
         down: set[str] = set()
         for instance in down_instances:  # every node that exporter serves
             down |= self.instances.get(instance, set())
         listed: dict[str, list[Gpu]] = {}
-        held: dict[tuple[int, str], list[str]] = {}  # (job, user) -> the GPUs it holds
+        held: dict[tuple[int, str], list[Gpu]] = {}  # (job, user) -> the GPUs it holds
         for (node, index_label, value), gpu in _numbered(gpus).items():
             slot, labels = gpus[(node, index_label, value)]
             host_label = _host_label(labels)
@@ -760,7 +793,7 @@ class PrometheusBackend:
             listed[node].append(gpu)
             if gpu.job_id is not None and node not in down:
                 user = _holder(labels)[1]
-                held.setdefault((gpu.job_id, user), []).append(gpu.location)
+                held.setdefault((gpu.job_id, user), []).append(gpu)
         out = []
         for name in sorted(set(listed) | set(summaries) | set(self.known)):
             if name in down or (name not in listed and name not in summaries):
@@ -787,10 +820,7 @@ class PrometheusBackend:
             nodes=tuple(out),
             # The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids;
             # pid 0: not a process of this machine).
-            jobs=tuple(
-                Job(job, 0, user, f"job {job}", None, tuple(sorted(places, key=_place_key)))
-                for (job, user), places in sorted(held.items())
-            ),
+            jobs=_jobs(held, held_there, down),
             # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
             # label; nothing says which is the latest.
             platform=NVIDIA_DRIVER if self.driver != "-" else "Prometheus",
@@ -881,9 +911,54 @@ def _collector_paused():
             gc.enable()
 
 
-def _place_key(location: str) -> tuple[str, int]:
-    node, _, index = location.rpartition(":")
-    return node, int(index)
+def _read_holders(answers: dict[str, list]) -> dict[tuple[int, str], dict[str, list]]:
+    """(job, user) -> node -> [GPUs it holds there, how many report a utilization, their sum],
+    from the answers of holder_queries."""
+    out: dict[tuple[int, str], dict[str, list]] = {}
+    slot = {"gpus": 0, "known": 1, "util": 2}
+    for name, answer in answers.items():
+        for labels, value in answer:
+            holder = _holder(labels)
+            node = labels.get("Hostname") or labels.get("hostname") or labels.get("instance")
+            if holder is None or not node or value is None:
+                continue
+            figures = out.setdefault((int(holder[0]), holder[1]), {}).setdefault(node, [0, 0, 0.0])
+            figures[slot[name]] += value
+    return out
+
+
+def _jobs(
+    held: dict[tuple[int, str], list[Gpu]],
+    held_there: dict[tuple[int, str], dict[str, list]],
+    down: set[str],
+) -> tuple[Job, ...]:
+    """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids; pid 0:
+    not a process of this machine): their GPUs one by one on the nodes listed, counted on the
+    nodes only summarised; there the job's utilization is the mean over all its GPUs."""
+    jobs = []
+    for key in sorted(set(held) | set(held_there)):
+        job, user = key
+        gpus = sorted(held.get(key, ()), key=lambda g: (g.node, g.index))
+        elsewhere = {n: f for n, f in held_there.get(key, {}).items() if n not in down and f[0]}
+        util = None
+        if elsewhere:
+            known = [g.util for g in gpus if g.util is not None]
+            count = len(known) + sum(int(f[1]) for f in elsewhere.values())
+            total = sum(known) + sum(f[2] for f in elsewhere.values())
+            util = total / count if count else None
+        jobs.append(
+            Job(
+                job,
+                0,
+                user,
+                f"job {job}",
+                None,
+                tuple(g.location for g in gpus),
+                util=util,
+                summarised=tuple((n, int(f[0])) for n, f in sorted(elsewhere.items())),
+            )
+        )
+    return tuple(jobs)
 
 
 def _gpu_key(labels: dict) -> tuple[str, str, str] | None:

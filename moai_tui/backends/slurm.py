@@ -217,6 +217,8 @@ class SlurmBackend:
         self.detail: frozenset[str] | None = None
         self._told: frozenset[str] | None = None
         self.summaries: dict[str, NodeSummary] = {}
+        # Job id -> its utilization where the metrics summarised its nodes (their job labels).
+        self.job_utils: dict[int, float] = {}
         self._last: Allocation | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -306,7 +308,7 @@ class SlurmBackend:
         metrics source leaves the allocation view standing, readings unknown. The metrics are
         asked GPU by GPU for the detail nodes only (under their names for them): the others'
         summaries land in `summaries`."""
-        self.summaries = {}
+        self.summaries, self.job_utils = {}, {}
         if self.metrics is None:
             return {}
         wanted = self.detail
@@ -324,6 +326,9 @@ class SlurmBackend:
         self.metrics_error = None
         self._metrics_nodes = [node.name for node in snapshot.nodes]
         self.summaries = {n.name: n.summary for n in snapshot.nodes if n.summary and n.up}
+        self.job_utils = {
+            j.job_id: j.util for j in snapshot.jobs if j.summarised and j.util is not None
+        }
         return {
             node.name: {gpu.index: gpu for gpu in node.gpus if not gpu.lost}
             for node in snapshot.nodes
@@ -346,6 +351,7 @@ class SlurmBackend:
             host=allocation.cluster or socket.gethostname(),
             detail=self.detail,
             summaries=self.summaries,
+            job_utils=self.job_utils,
         )
 
     def local_catalog(self) -> Catalog:
@@ -431,9 +437,12 @@ def build_snapshot(
     host: str = "",
     detail: Collection[str] | None = None,
     summaries: dict[str, NodeSummary] | None = None,
+    job_utils: Mapping[int, float] | None = None,
 ) -> ClusterSnapshot:
     """The snapshot of a Slurm poll with the metrics' readings; nodes outside `detail` (None:
-    every node) as summaries (Node.summary), their readings from the metrics' `summaries`."""
+    every node) as summaries (Node.summary), their readings from the metrics' `summaries`. A
+    job on a summarised node: its utilization as the metrics computed it (`job_utils`, where
+    its GPUs carry its id), its memory unknown; never a part taken for the whole."""
     joined = join_readings(allocation.nodes, readings)
     summed = join_readings(allocation.nodes, summaries or {})
     holder = {(node, index): job.job_id for job in allocation.jobs for node, index in job.gpus}
@@ -492,6 +501,7 @@ def build_snapshot(
         )
     ours = {r.job_id: r for r in requests if r.kind == REQUEST_KIND}
     gpu_at = {(g.node, g.index): g for n in nodes for g in n.gpus}
+    summarised = {n.name for n in nodes if n.summary is not None}
     jobs = []
     for job in allocation.jobs:
         if not job.waiting and not job.gpus:
@@ -502,6 +512,9 @@ def build_snapshot(
         held = [gpu_at[place] for place in job.gpus if place in gpu_at]
         used = [g.mem_used_mib for g in held if g.mem_used_mib is not None]
         utils = [g.util for g in held if g.util is not None]
+        if len(held) < len(job.gpus) and any(node in summarised for node, _ in job.gpus):
+            whole = (job_utils or {}).get(job.job_id)
+            used, utils = [], [] if whole is None else [whole]
         jobs.append(
             Job(
                 job_id=job.job_id,

@@ -66,11 +66,8 @@ from moai_tui.tui.widgets import (
     SidePanel,
     fmt_pct,
     load_class,
-    node_memory,
-    node_temp,
-    node_util,
 )
-from moai_tui.view import DeviceView, plural
+from moai_tui.view import DeviceView, node_memory, node_temp, node_util, plural
 
 MIN_SIZE = (60, 15)
 WIDE = 100  # from this width on, the side panel shows (HORIZONTAL_BREAKPOINTS below)
@@ -512,6 +509,13 @@ class MoaiApp(App[int]):
 
     def on_cluster_grid_node_changed(self, message: ClusterGrid.NodeChanged) -> None:
         self._show_detail()
+
+    def on_cluster_grid_shown_changed(self, message: ClusterGrid.ShownChanged) -> None:
+        """A large cluster's backend fetches GPU by GPU only the nodes on screen; nodes that
+        came into view as summaries are asked for at once, not an interval later."""
+        self.ctx.set_detail(message.nodes)
+        if any(n.summary is not None for n in self.grid.nodes if n.name in message.nodes):
+            self.poll()
 
     def on_device_table_highlighted(self, message: DeviceTable.Highlighted) -> None:
         self._show_grid()

@@ -29,7 +29,10 @@ from moai_tui.view import (
     fmt_power,
     fmt_runtime,
     is_free,
-    mean,
+    node_memory,
+    node_power,
+    node_temp,
+    node_util,
     plural,
     temperature_band,
 )
@@ -418,20 +421,6 @@ GRID_SORTS = ("name", "util", "memory", "temperature")
 FIGURES_WIDTH = 20  # " 100%", " mem 100%", "  90°C" after a node's cells
 
 
-def node_util(node: Node) -> float | None:
-    return mean([g.util for g in node.gpus if not g.lost])
-
-
-def node_memory(node: Node) -> float | None:
-    used = [g.mem_used_mib for g in node.gpus if g.mem_used_mib is not None and not g.lost]
-    total = [g.mem_total_mib for g in node.gpus if g.mem_total_mib and not g.lost]
-    return 100.0 * sum(used) / sum(total) if used and total else None
-
-
-def node_temp(node: Node) -> float | None:
-    return max((g.temp_c for g in node.gpus if g.temp_c is not None), default=None)
-
-
 def sort_nodes(nodes: Sequence[Node], key: str) -> list[Node]:
     by_name = sorted(nodes, key=lambda n: natural_key(n.name))
     if key == "name":
@@ -477,6 +466,13 @@ class ClusterGrid(LineWidget, can_focus=True):
             super().__init__()
             self.node = node
 
+    class ShownChanged(Message):
+        """The nodes on screen changed: the app asks the backend for their GPUs one by one."""
+
+        def __init__(self, nodes: frozenset[str]) -> None:
+            super().__init__()
+            self.nodes = nodes
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.data: GridData | None = None
@@ -490,6 +486,7 @@ class ClusterGrid(LineWidget, can_focus=True):
         self.top = 0  # first row shown
         self.node_rows: list[int] = []  # row of each node in `nodes`
         self.rows_needed = 0
+        self.shown: frozenset[str] = frozenset()  # names of the nodes on screen
         self.message = "waiting for the first sample..."
 
     # Data --------------------------------------------------------------------------------
@@ -521,9 +518,12 @@ class ClusterGrid(LineWidget, can_focus=True):
     def _label_width(self) -> int:
         return min(12, max([len(n.name) for n in self.nodes] + [4]))
 
+    def _per_node(self) -> int:
+        return max([n.gpu_count for n in self.nodes] + [1])
+
     def _choose_mode(self, width: int) -> None:
-        gpus = sum(len(n.gpus) for n in self.nodes)
-        per_node = max([len(n.gpus) for n in self.nodes] + [1])
+        gpus = sum(n.gpu_count for n in self.nodes)
+        per_node = self._per_node()
         label = self._label_width()
         count = len(self.nodes)
         if gpus + count <= self.budget and gpus <= 64:
@@ -553,6 +553,8 @@ class ClusterGrid(LineWidget, can_focus=True):
             for node in self.nodes:
                 self.node_rows.append(len(rows))
                 rows.append(self._node_header(node))
+                if node.summary is not None:
+                    rows.append(self._summary_line(node))
                 rows.extend(self._gpu_line(node, gpu, width) for gpu in node.gpus)
         else:
             self.node_rows = [i // self.columns for i in range(len(self.nodes))]
@@ -569,6 +571,21 @@ class ClusterGrid(LineWidget, can_focus=True):
             self.top = cursor_row - shown + 1
         self.top = max(0, min(self.top, len(rows) - shown))
         self.show_lines(rows[self.top : self.top + shown])
+        self._tell_shown(len(rows), shown)
+
+    def _tell_shown(self, total_rows: int, shown_rows: int) -> None:
+        """Name the nodes on screen (the cursor's always) when they change."""
+        ends = self.node_rows[1:] + [total_rows]
+        bottom = self.top + shown_rows
+        names = {
+            node.name
+            for node, first, end in zip(self.nodes, self.node_rows, ends, strict=True)
+            if first < bottom and max(first + 1, end) > self.top
+        }
+        names.add(self.nodes[self.cursor].name)
+        if names != self.shown:
+            self.shown = frozenset(names)
+            self.post_message(self.ShownChanged(self.shown))
 
     # Cells -------------------------------------------------------------------------------
     def _cell(self, gpu: Gpu, node: Node) -> Run:
@@ -585,6 +602,32 @@ class ClusterGrid(LineWidget, can_focus=True):
         if gpu.util is None:
             return ("▪", f"dim{mine}")
         return (spark(gpu.util), f"{load_class(gpu.util)}{mine}")
+
+    def _cells(self, node: Node) -> list[Run]:
+        """A cell per GPU; a node the backend only summarised (the next refresh brings its GPUs
+        one by one once it is on screen) from its counts: lost, busy at its mean, free."""
+        summary = node.summary
+        if summary is None:
+            return [self._cell(g, node) for g in node.gpus]
+        if not node.up:
+            return [("✕", "lost")] * summary.gpus
+        working = summary.gpus - summary.lost
+        cells = [("✕", "lost")] * summary.lost
+        if not node.accepts_work:
+            return cells + [("-", "drained")] * working
+        free = min(summary.free, working)
+        busy = working - free
+        if summary.util is None:
+            cells += [("▪", "dim")] * busy
+        elif busy:
+            # Free GPUs do under 5 %: the busy ones carry about all of the node's mean.
+            level = min(100.0, summary.util * working / busy)
+            cells += [(spark(level), load_class(level))] * busy
+        landing = self.data.landing
+        land = 0
+        if landing is not None and node.name in landing.nodes:
+            land = min(free, landing.per_node)
+        return cells + [("○", "land")] * land + [("·", "free")] * (free - land)
 
     def _label(self, node: Node, index: int, width: int) -> Run:
         text = fit(printable(node.name), width)
@@ -610,7 +653,7 @@ class ClusterGrid(LineWidget, can_focus=True):
                 here = start + i == self.cursor
                 if here:  # the cursor node between brackets, in the gaps beside it
                     runs[-1] = ("[", mark)
-                runs.extend(self._cell(g, node) for g in node.gpus)
+                runs.extend(self._cells(node))
                 runs.append(("]", mark) if here else (" ", ""))
             return merge(runs)
         for i, node in enumerate(nodes):
@@ -618,7 +661,7 @@ class ClusterGrid(LineWidget, can_focus=True):
                 runs.append(("   ", ""))
             runs.append(self._label(self.nodes[start + i], start + i, label))
             runs.append((" ", ""))
-            runs.extend(self._cell(g, node) for g in node.gpus)
+            runs.extend(self._cells(node))
             if self.mode == "stats":
                 runs.extend(self._node_figures(node))
         return merge(runs)
@@ -647,6 +690,20 @@ class ClusterGrid(LineWidget, can_focus=True):
             if node.reason:
                 runs.append((f" ({printable(node.reason)})", "dim"))
         return merge(runs)
+
+    def _summary_line(self, node: Node) -> Line:
+        summary = node.summary
+        util, memory, temp = node_util(node), node_memory(node), node_temp(node)
+        return merge(
+            [
+                ("     ", ""),
+                *self._cells(node),
+                (f"  {plural(summary.gpus, 'GPU')}, {summary.free} free", "dim"),
+                (f"  {fmt_pct(util)}", load_class(util)),
+                (f"  mem {fmt_pct(memory)}", "dim"),
+                ("" if temp is None else f"  {temp:.0f}°C", temp_class(temp)),
+            ]
+        )
 
     def _gpu_line(self, node: Node, gpu: Gpu, width: int) -> Line:
         runs: list[Run] = [(f"  {gpu.index:>2} ", "dim")]
@@ -711,9 +768,9 @@ class ClusterGrid(LineWidget, can_focus=True):
             return
         label = self._label_width()
         if self.mode == "dense":
-            column = max(0, (event.x - label - 1)) // (max(len(n.gpus) for n in self.nodes) + 1)
+            column = max(0, (event.x - label - 1)) // (self._per_node() + 1)
         else:
-            per_node = max(len(n.gpus) for n in self.nodes)
+            per_node = self._per_node()
             cell = label + 1 + per_node + (FIGURES_WIDTH if self.mode == "stats" else 0) + 3
             column = event.x // cell
         index = row * self.columns + min(column, self.columns - 1)
@@ -814,6 +871,12 @@ class SidePanel(LineWidget):
             lines.append(self._node_title(node, width))
             for gpu in node.gpus:
                 lines.append(self._gpu(gpu, node, holders, mine, width))
+            summary = node.summary
+            if summary is not None:  # its GPUs one by one come with the next refresh
+                counts = f"{plural(summary.gpus, 'GPU')}, {summary.free} free"
+                lost = f", {summary.lost} lost" if summary.lost else ""
+                memory = fmt_mem_pair(summary.mem_used_mib, summary.mem_total_mib)
+                lines.append(merge([(fit(f"{counts}{lost} · mem {memory}", width), "dim")]))
             lines.append(())
         if host:
             lines.append(merge([(fit(printable(host), width), "dim")]))
@@ -827,9 +890,9 @@ class SidePanel(LineWidget):
             runs.append((f" {printable(node.state)}", "dim"))
         util = node_util(node)
         runs.append((f"  {fmt_pct(util)}", load_class(util)))
-        power = [g.power_w for g in node.gpus if g.power_w is not None]
-        if power:
-            runs.append((f"  {fmt_power(sum(power))}", "dim"))
+        power = node_power(node)
+        if power is not None:
+            runs.append((f"  {fmt_power(power)}", "dim"))
         return merge(runs)
 
     def _gpu(self, gpu: Gpu, node: Node, holders: dict, mine: frozenset, width: int) -> Line:
@@ -946,7 +1009,7 @@ class JobTable(LineWidget, can_focus=True):
         values = {
             "Dev": ("-" if job.device is None else str(job.device), ""),
             "Job ID": (str(job.job_id), "bold" if row.mine else ""),
-            "PID": (str(job.pid), "dim"),
+            "PID": (str(job.pid) if job.pid else "-", "dim"),  # 0: no process of ours
             "User": (printable(job.user), "label-mine" if row.mine else ""),
             "GPUs": (gpus, ""),
             "GPU%": (fmt_pct(row.util), load_class(row.util)),

@@ -30,6 +30,7 @@ nasty = st.lists(
     max_size=60,
 ).map("".join)
 
+
 class TaintedSimulator:
     """The simulator's cluster with the given text as every job's command and user and as
     two nodes' names and every GPU's model."""

@@ -1,0 +1,102 @@
+"""A cluster too large to fetch GPU by GPU each refresh (Prometheus at scale): the dashboard asks
+for the GPUs of the nodes on screen only, the rest comes as per-node summaries, and what it
+shows adds up to what the whole cluster read GPU by GPU would show."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from conftest import as_summary
+
+from moai_tui.context import Context
+from moai_tui.overview import summarise
+from moai_tui.pipeline import take_sample
+from moai_tui.tui.app import MoaiApp
+from moai_tui.tui.widgets import ClusterGrid
+
+from .helpers import T0, CountingSimulator, seed_state, settle
+
+NODES = 300  # 2,400 GPUs: at 140x40 the grid shows a part of them and scrolls
+
+
+class SummarisingSimulator(CountingSimulator):
+    """The simulator as a large cluster's backend answers: the nodes outside the detail it was
+    given as summaries (no GPUs), every node in full until it is given one."""
+
+    def __init__(self, t: float, **kwargs):
+        super().__init__(t, **kwargs)
+        self.detail: frozenset[str] | None = None
+
+    def set_detail(self, nodes) -> None:
+        self.detail = None if nodes is None else frozenset(nodes)
+
+    def sample(self, requests=()):
+        snapshot = super().sample(requests)
+        if self.detail is None:
+            return snapshot
+        return replace(
+            snapshot,
+            nodes=tuple(n if n.name in self.detail else as_summary(n) for n in snapshot.nodes),
+        )
+
+
+def large_app(config_dir) -> MoaiApp:
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = SummarisingSimulator(T0, nodes=NODES)
+    ctx.set_detail(())  # as run_dashboard starts: summaries until the grid names its nodes
+    return MoaiApp(ctx, 1.0)
+
+
+async def detailed(pilot, app, names) -> None:
+    """Wait until every node named has come GPU by GPU; fail if one never does."""
+    for _ in range(500):
+        nodes = {n.name: n for n in app.query_one(ClusterGrid).nodes}
+        if all(nodes[name].summary is None for name in names):
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"still summarised: {sorted(names)}")
+
+
+def truth(app: MoaiApp):
+    """The same moment read GPU by GPU everywhere."""
+    ctx = Context(backend_spec="simulator")
+    ctx.backend = CountingSimulator(T0, nodes=NODES)
+    return take_sample(ctx)
+
+
+async def test_only_the_nodes_on_screen_come_gpu_by_gpu(config_dir):
+    seed_state(config_dir, "4xLarge.2048GB")
+    app = large_app(config_dir)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, app, samples=2)
+        grid = app.query_one(ClusterGrid)
+        await detailed(pilot, app, grid.shown)
+        mine = {location.rsplit(":", 1)[0] for location in app.frame.mine}
+        assert 0 < len(grid.shown) < NODES and len(mine) == 4
+        listed = {n.name for n in grid.nodes if n.summary is None}
+        assert listed == grid.shown | mine == app.backend.detail
+
+        # The cluster line adds up to the cluster read GPU by GPU.
+        whole = truth(app)
+        expected = summarise(whole.snapshot, whole.views, app.ctx.catalog.flavors)
+        got = app.frame.summary
+        assert got.mean_util == pytest.approx(expected.mean_util)
+        assert replace(got, mean_util=None) == replace(expected, mean_util=None)
+
+        # A node off screen is drawn from its counts: its free and lost GPUs, one cell each.
+        off = next(n for n in grid.nodes if n.summary is not None and n.summary.free)
+        cells = [text for text, _ in grid._cells(off)]
+        same = next(n for n in whole.snapshot.nodes if n.name == off.name)
+        assert len(cells) == len(same.gpus)
+        drawn_free = [grid._cell(g, same)[0] for g in same.gpus].count("·")
+        assert cells.count("·") == off.summary.free == drawn_free
+
+        # Scrolled to the end: the last nodes come GPU by GPU, the first ones are let go.
+        app.set_focus(grid)
+        await pilot.press("end")
+        last = grid.nodes[-1].name
+        assert last in grid.shown
+        await detailed(pilot, app, {last})
+        first = next(n.name for n in grid.nodes if n.name not in mine)
+        assert last in app.backend.detail and first not in app.backend.detail
