@@ -20,6 +20,7 @@ from moai_tui.backends.prometheus import (
     history_queries,
     holder_queries,
     redact,
+    refresh_queries,
     summary_queries,
 )
 from moai_tui.errors import BackendError, UsageError
@@ -138,10 +139,7 @@ class Canned:
                     canned.arrive.wait()
                 query = params.get("query", [""])[0]
                 canned.queries.append(query)
-                unknown = json.dumps(
-                    {"status": "error", "errorType": "bad_data", "error": f"canned: {query}"}
-                )
-                status, body = canned.replies.get(query, (400, unknown.encode()))
+                status, body = canned.answer(query)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -161,6 +159,24 @@ class Canned:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def answer(self, query: str) -> tuple[int, bytes]:
+        """What was put in `replies` for the query; `up or X` is the answers to `up` and to X
+        together, as Prometheus unites them (the first error or malformed one, if any, as
+        it is)."""
+        if query.startswith("up or "):
+            result = []
+            for status, body in (self.answer("up"), self.answer(query.removeprefix("up or "))):
+                try:
+                    assert status == 200
+                    result += json.loads(body)["data"]["result"]
+                except (AssertionError, ValueError, KeyError, TypeError):
+                    return status, body  # an error or a malformed answer, as it was put
+            return 200, answer(result)
+        unknown = json.dumps(
+            {"status": "error", "errorType": "bad_data", "error": f"canned: {query}"}
+        )
+        return self.replies.get(query, (400, unknown.encode()))
 
     def close(self):
         self.server.shutdown()
@@ -280,14 +296,14 @@ def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
     assert len(b.sample().jobs) == 1
     canned.replies["up"] = (
         200,
-        answer([{"metric": {"instance": "10.0.0.9:5000"}, "value": [0, "0"]}]),
+        answer([{"metric": {"__name__": "up", "instance": "10.0.0.9:5000"}, "value": [0, "0"]}]),
     )
     snapshot = b.sample()
     assert not snapshot.nodes[0].up and snapshot.jobs == ()
 
 
 # A refresh of every node: `up` and the per-GPU queries, whatever the cluster's size.
-REFRESH = 1 + len(gpu_queries())
+REFRESH = len(refresh_queries())
 HOLDERS = holder_queries()  # a refresh with summaries also asks who holds their GPUs
 
 
@@ -300,7 +316,7 @@ def test_refresh_costs_the_same_queries_whatever_the_size(canned):
     client = PrometheusClient(canned.url)
     snapshot = PrometheusBackend(client).sample()
     assert sum(len(n.gpus) for n in snapshot.nodes) == 10_000
-    assert client.queries == REFRESH == 4
+    assert client.queries == REFRESH == 3
     assert all(len(query) < 400 for query in gpu_queries())
 
 
@@ -313,7 +329,7 @@ def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     canned.gpus(NVIDIA)
     canned.replies["up"] = (
         200,
-        answer([{"metric": {"instance": "10.0.0.1:9400"}, "value": [0, "0"]}]),
+        answer([{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "0"]}]),
     )
     assert not b.sample().nodes[0].up  # exporter reported down by `up == 0`
 
@@ -479,7 +495,7 @@ def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
     canned.gpus(both)
     canned.replies["up"] = (
         200,
-        answer([{"metric": {"instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
+        answer([{"metric": {"__name__": "up", "instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
     )
     nodes = backend(canned.url).sample().nodes  # down on the very first sample: no crash
     assert [(n.name, n.up) for n in nodes] == [("a", False), ("b", False)]
@@ -495,8 +511,8 @@ def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
         answer(
             [
                 *UP,
-                {"metric": {"instance": dead}, "value": [0, "0"]},
-                {"metric": {"instance": other}, "value": [0, "0"]},
+                {"metric": {"__name__": "up", "instance": dead}, "value": [0, "0"]},
+                {"metric": {"__name__": "up", "instance": other}, "value": [0, "0"]},
             ]
         ),
     )
@@ -518,7 +534,10 @@ def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
 
 
 def test_a_prometheus_without_last_over_time_still_gives_the_live_nodes(canned):
-    canned.replies["up"] = (200, answer([{"metric": {"instance": "x:1"}, "value": [0, "0"]}]))
+    canned.replies["up"] = (
+        200,
+        answer([{"metric": {"__name__": "up", "instance": "x:1"}, "value": [0, "0"]}]),
+    )
     assert [n.name for n in backend(canned.url).sample().nodes] == ["n1"]  # down query: 400
 
 
@@ -602,7 +621,7 @@ def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
     assert nodes["n2"].summary == NodeSummary(8, 3, 0, 40.0, 1000, 8000, 71, 800.5)
     mix = NodeSummary(8, 7, 0, (2 * 10 + 6 * 50) / 8, 700, 1000 + 6000, 60, 400)
     assert nodes["mix"].summary == mix  # AMD's total is its own, not used + free
-    refresh = 1 + len(gpu_queries(where)) + len(summary_queries(where)) + len(HOLDERS)
+    refresh = len(refresh_queries(where)) + len(summary_queries(where)) + len(HOLDERS)
     assert len(canned.queries) - asked == refresh
     line = summarise(snapshot, (), ())
     assert (line.gpus, line.free, line.nodes) == (18, 3 + 7, 3)  # n1's two are busy
@@ -657,7 +676,7 @@ def test_a_node_not_seen_yet_is_asked_for_under_every_host_label(canned):
     canned.summaries(named, {("n2", "", "i2"): {"gpus": 8, "free": 8}})
     asked = len(canned.queries)
     b.sample()
-    assert set(gpu_queries(named)) <= set(canned.queries[asked:])
+    assert set(refresh_queries(named)) <= set(canned.queries[asked:])
 
 
 def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(canned):
@@ -667,10 +686,12 @@ def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(can
     canned.summaries({}, {**nodes, ("n3", "", "10.0.0.3:9400"): {"gpus": 4, "free": 0}})
     asked = len(canned.queries)
     assert all(n.up for n in b.sample().nodes)
-    assert len(canned.queries) - asked == 1 + len(summary_queries({})) + len(HOLDERS)
+    assert len(canned.queries) - asked == len(refresh_queries({})) + len(summary_queries({})) + len(
+        HOLDERS
+    )
     canned.replies["up"] = (
         200,
-        answer([{"metric": {"instance": "10.0.0.2:9400"}, "value": [0, "0"]}]),
+        answer([{"metric": {"__name__": "up", "instance": "10.0.0.2:9400"}, "value": [0, "0"]}]),
     )
     canned.summaries({}, nodes)  # n2's exporter is down (stale series linger); n3's vanished
     snapshot = b.sample()
@@ -775,4 +796,4 @@ def test_a_detail_of_every_node_is_every_gpu_without_summaries(canned):
     b.set_detail({"n1", "n9"})  # every node known (and one that is not): no summary to ask
     asked = len(canned.queries)
     assert [len(n.gpus) for n in b.sample().nodes] == [2]
-    assert sorted(canned.queries[asked:]) == sorted(["up", *gpu_queries()])
+    assert sorted(canned.queries[asked:]) == sorted(refresh_queries())
