@@ -42,7 +42,7 @@ class Gpu:
     temp_c: float | None = None
     mem_temp_c: float | None = None
     power_w: float | None = None
-    job_id: int | None = None
+    job_id: int | None = None  # who holds it; 0: a job this user may not see (Slurm)
     lost: bool = False
     uuid: str = ""  # the vendor's stable id (NVML UUID, DCGM UUID label), where known
     # Where a GPU reports a second sensor: temp_c is the hottest point (NVIDIA's GPU sensor, AMD's

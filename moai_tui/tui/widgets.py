@@ -38,6 +38,8 @@ from moai_tui.view import (
 )
 
 SPARKS = "▁▂▃▄▅▆▇█"
+# Gpu.job_id 0: Slurm says the GPU is allocated, not to whom (PrivateData=jobs).
+HIDDEN_JOB = "held · job hidden"
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -734,6 +736,8 @@ class ClusterGrid(LineWidget, can_focus=True):
     def _owner(self, gpu: Gpu) -> str:
         if gpu.job_id is None:
             return "free" if is_free(gpu) else ""
+        if gpu.job_id == 0:
+            return HIDDEN_JOB
         user = self.data.holders.get(gpu.job_id, "")
         return printable(f"{user} · job {gpu.job_id}" if user else f"job {gpu.job_id}")
 
@@ -906,7 +910,9 @@ class SidePanel(LineWidget):
         runs.append((" " + ("  - " if temp is None else f"{temp:3.0f}°"), temp_class(temp)))
         rest = width - line_width(merge(runs)) - 1
         if rest > 2:
-            if gpu.job_id is not None:
+            if gpu.job_id == 0:
+                owner, style = "hidden", "dim"  # HIDDEN_JOB, in the room there is
+            elif gpu.job_id is not None:
                 owner = holders.get(gpu.job_id, "") or f"job {gpu.job_id}"
                 style = "label-mine" if gpu.location in mine else "dim"
             else:

@@ -670,3 +670,25 @@ async def _until(pilot, predicate, timeout: float = 5.0) -> None:
             return
         await pilot.pause(0.02)
     assert predicate(), "condition not reached in time"
+
+
+async def test_a_gpu_held_by_a_job_the_user_may_not_see_says_so(config_dir):
+    """Slurm with PrivateData=jobs: a GPU allocated to someone else's job comes with job id 0;
+    the side panel says the job is hidden, not "job 0"."""
+    seed_state(config_dir, "Small.64GB", running=False)
+    app = make_app(config_dir, nodes=4)
+    sample = app.backend.sample
+
+    def hidden_holder(requests=()):
+        snapshot = sample(requests)
+        node, *rest = snapshot.nodes
+        gpu, *others = node.gpus
+        node = replace(node, gpus=(replace(gpu, job_id=0), *others))
+        return replace(snapshot, nodes=(node, *rest))
+
+    app.backend.sample = hidden_holder
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot, app)
+        assert app.query_one(ClusterGrid).current_node() == "node00"
+        gpu0 = next(line for line in app.side.plain.splitlines() if line.startswith(" 0 "))
+        assert gpu0.rstrip().endswith(" hidden")
