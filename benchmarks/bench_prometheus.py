@@ -33,7 +33,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import median, moai_command, no_baseline, p95, record, write_section
+from benchmarks.common import RAW, median, moai_command, no_baseline, p95, record, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
@@ -362,3 +362,6 @@ if __name__ == "__main__":
 
     print(table(measured))
     update_results(measured, sizes, args.before)
+    raw = ROOT / "benchmarks" / "raw" / "prometheus.json"
+    raw.parent.mkdir(exist_ok=True)
+    raw.write_text(json.dumps({"sizes": sizes, "before": args.before, **RAW}, indent=1) + "\n")

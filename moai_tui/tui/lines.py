@@ -36,9 +36,16 @@ def line_width(line: Line) -> int:
     return sum(cell_len(text) for text, _ in line)
 
 
-def to_strip(line: Line, width: int, base: Style, style_of: Callable[[str], Style]) -> Strip:
-    segments = [Segment(text, base + style_of(name) if name else base) for text, name in line]
-    return Strip(segments, line_width(line)).crop_extend(0, width, base)
+def to_strip(line: Line, width: int, styled: Callable[[str], Style]) -> Strip:
+    """The line as one strip `width` cells wide; `styled(name)` is a segment's whole style (the
+    widget's own for ""). Padded or cut here: one Strip built per line, drawn on every tick."""
+    segments = [Segment(text, styled(name)) for text, name in line]
+    used = line_width(line)
+    if used < width:
+        segments.append(Segment(" " * (width - used), styled("")))
+    elif used > width:
+        return Strip(segments, used).crop(0, width)
+    return Strip(segments, width)
 
 
 def fit(text: str, width: int) -> str:

@@ -145,15 +145,18 @@ class LineWidget(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.lines: list[Line] = []
+        # Names -> the widget's own style with theirs on top, until the styles change (theme,
+        # focus): every segment of every line drawn takes one.
         self._styles: dict[str, Style] = {}
 
     def style_of(self, names: str) -> Style:
-        """The style of space-separated component classes, later ones on top of earlier ones.
-        Each contributes only what its CSS sets, with colours such as `$foreground 55%` blended
-        against the background (a partial style alone leaves them unblended)."""
+        """The style of space-separated component classes, later ones on top of earlier ones,
+        over the widget's own. Each contributes only what its CSS sets, with colours such as
+        `$foreground 55%` blended against the background (a partial style alone leaves them
+        unblended)."""
         style = self._styles.get(names)
         if style is None:
-            style = Style()
+            style = self.rich_style
             for name in names.split():
                 full = self.get_component_rich_style(name)
                 own = self.get_component_rich_style(name, partial=True)
@@ -191,10 +194,9 @@ class LineWidget(Widget):
         return max(1, len(self.lines))
 
     def render_line(self, y: int) -> Strip:
-        base = self.rich_style
         if y >= len(self.lines):
-            return Strip.blank(self.size.width, base)
-        return to_strip(self.lines[y], self.size.width, base, self.style_of)
+            return Strip.blank(self.size.width, self.style_of(""))
+        return to_strip(self.lines[y], self.size.width, self.style_of)
 
     def on_resize(self) -> None:
         self.relayout()
