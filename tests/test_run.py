@@ -40,14 +40,23 @@ def indices(cvd: str) -> set[str]:
     return {by_uuid[e] for e in entries}
 
 
+def as_from_a_terminal() -> None:
+    """In the child: SIGINT and SIGHUP as a shell in a terminal leaves them. Ignored signals stay
+    ignored across exec, and pytest run in the background (`cmd &` in a script, nohup) ignores
+    both: the launcher would then rightly ignore them too, and the signal tests would wait 20 s."""
+    for number in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def moai(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    """`moai-tui ARGS` with the fake NVML, as a real process."""
+    """`moai-tui ARGS` with the fake NVML, as a real process started from a terminal."""
     return subprocess.Popen(
         [sys.executable, str(HERE / "fake_nvml_main.py"), GPUS, "--", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=as_from_a_terminal,
         **kwargs,
     )
 
