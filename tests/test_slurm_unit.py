@@ -416,6 +416,16 @@ def test_hidden_jobs_gpus_are_held_by_job_zero():
     assert [g.job_id for g in snapshot.nodes[0].gpus] == [None, 0, 0, None]
 
 
+def test_the_release_is_the_current_version_and_no_latest_is_invented():
+    nodes, _ = parsed("22.05.8")
+    snapshot = build_snapshot(Allocation(tuple(nodes), (), 0.0, "23.11.1", ""), (), {}, "me", 0.0)
+    assert (snapshot.platform, snapshot.version_current, snapshot.version_latest) == (
+        "Slurm",
+        "23.11.1",
+        "-",
+    )
+
+
 def test_fits_now_counts_only_nodes_that_accept_work():
     nodes, jobs = parsed("22.05.8")
     snapshot = build_snapshot(Allocation(tuple(nodes), tuple(jobs), 0.0, "", ""), (), {}, "me", 0)

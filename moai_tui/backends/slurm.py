@@ -540,7 +540,7 @@ def build_snapshot(
         jobs=tuple(jobs),
         platform="Slurm",
         version_current=allocation.release or "-",
-        version_latest=allocation.release or "-",
+        version_latest="-",  # nothing here says which release is the newest
         host=host,
     )
 
