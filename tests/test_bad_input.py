@@ -149,6 +149,20 @@ def in_terminal(args: list[str], answer: str, timeout: float = 30.0) -> tuple[in
             process.kill()
 
 
+@pytest.mark.parametrize("args", [["switch"], []], ids=["switch", "dashboard"])
+def test_a_bad_theme_file_on_a_terminal_is_one_line(config_dir, args):
+    """On a terminal the picker (`switch`) and the dashboard load the themes before the screen
+    changes: a malformed user theme is one line naming the file, exit 2, no traceback."""
+    themes = config_dir / "themes"
+    themes.mkdir(parents=True)
+    (themes / "broken.toml").write_text("name = [unclosed\n")
+    code, screen = in_terminal(args, "q")
+    lines = [line for line in screen.replace("\r", "").splitlines() if line.strip()]
+    assert code == 2, screen
+    assert len(lines) == 1 and "broken.toml: not valid TOML" in lines[0], screen
+    assert "Traceback" not in screen
+
+
 def test_smi_reset_with_index_stops_that_devices_job(config_dir):
     run_cli("device", "--add", "Small.64GB")
     assert run_cli("sim", "start", "python a.py", "--device", "1").returncode == 0
