@@ -480,7 +480,8 @@ class MoaiApp(App[int]):
                 (f" mem {fmt_pct(memory)}", "dim"),
                 ("" if temp is None else f" {temp:.0f}°C", "dim"),
             )
-        self.legend.show(grid.sort, hidden, node_line, grid.mode)
+        landing = grid.data is not None and grid.data.landing is not None
+        self.legend.show(grid.sort, hidden, node_line, grid.mode, landing)
         if frame is None:
             return
         view = self.selected_view()
@@ -707,8 +708,8 @@ def version_label(snapshot: ClusterSnapshot) -> str:
         if latest not in ("-", "", current):
             label += f" (latest {latest})"
         return label
-    if current in ("-", ""):
-        return snapshot.platform
+    if current in ("-", ""):  # the platform alone, unless it only names the backend again
+        return "" if snapshot.platform.lower() == snapshot.backend else snapshot.platform
     return f"{snapshot.platform} {current}"
 
 

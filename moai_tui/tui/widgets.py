@@ -271,7 +271,7 @@ class ClusterBar(LineWidget):
         if not self.local and s.nodes > 1:
             parts.insert(2, (5, [(f"{s.whole_free_nodes} whole nodes free", "")]))
         if s.mine_gpus:
-            parts.append((6, [(f"@ {fmt_pct(s.mine_util)}", load_class(s.mine_util))]))
+            parts.append((6, [("at ", "dim"), (fmt_pct(s.mine_util), load_class(s.mine_util))]))
             parts.append((7, [(fmt_mem(s.mine_mem_mib), "")]))
         parts.append((4, [("fits now: ", "dim"), (s.largest_fit or "nothing", "bold")]))
         if s.down_nodes:
@@ -647,10 +647,8 @@ class ClusterGrid(LineWidget, can_focus=True):
     def _row(self, nodes: Sequence[Node], start: int, width: int) -> Line:
         label = self._label_width()
         runs: list[Run] = []
-        if self.mode == "dense":
-            in_row = [start + i for i in range(len(nodes))]
-            shown = self.cursor if self.cursor in in_row else start
-            runs.append(self._label(self.nodes[shown], shown, label))
+        if self.mode == "dense":  # the row named by its first node, as the other layouts do
+            runs.append(self._label(self.nodes[start], start, label))
             runs.append((" ", ""))
             mark = "cursor-mark" if self.has_focus else "dim"
             for i, node in enumerate(nodes):
@@ -805,8 +803,8 @@ class Legend(LineWidget):
         super().__init__(**kwargs)
         self.state: tuple = ()
 
-    def show(self, sort: str, hidden_rows: int, node_line: Line, mode: str) -> None:
-        state = (sort, hidden_rows, node_line, mode)
+    def show(self, sort: str, hidden_rows: int, node_line: Line, mode: str, landing: bool) -> None:
+        state = (sort, hidden_rows, node_line, mode, landing)
         if state != self.state:
             self.state = state
             self.relayout()
@@ -815,7 +813,7 @@ class Legend(LineWidget):
         if not self.state:
             self.show_lines([()])
             return
-        sort, hidden, node_line, mode = self.state
+        sort, hidden, node_line, mode, landing = self.state
         parts: list[tuple[int, list[Run]]] = []
         if node_line:
             parts.append((0, list(node_line)))
@@ -824,9 +822,10 @@ class Legend(LineWidget):
                 (3, [("▁▄█", "mid"), (" util ", "dim")]),
                 (4, [("·", "free"), (" free ", "dim")]),
                 (5, [("▄", "mid mine"), (" yours ", "dim")]),
-                (6, [("○", "land"), (" would start here ", "dim")]),
                 (7, [("✕", "lost"), (" lost", "dim")]),
             ]
+            if landing:  # the mark is on the grid only while an idle device would start
+                parts.insert(-1, (6, [("○", "land"), (" would start here ", "dim")]))
         parts.append((2, [("sort: ", "dim"), (sort, "bold"), (" (s)", "dim")]))
         if hidden:
             parts.append((1, [(f"↕ {hidden} more rows", "dim")]))

@@ -43,6 +43,7 @@ async def test_shows_cluster_accelerator_gpus_jobs(config_dir):
         assert mine["Command"] == "python tutorial/train_gpt.py" and mine["GPUs"] == "32/4n"
         assert mine["GPU%"] != "-"  # the simulator models each job's utilization
         assert len(jobs.rows) > 30  # every user's job, not only the user's own
+        assert "would start here" not in app.legend.plain  # no idle device: no such mark
 
 
 async def test_idle_first_screen_shows_the_cluster_and_where_a_job_would_start(config_dir):
@@ -692,3 +693,13 @@ async def test_a_gpu_held_by_a_job_the_user_may_not_see_says_so(config_dir):
         assert app.query_one(ClusterGrid).current_node() == "node00"
         gpu0 = next(line for line in app.side.plain.splitlines() if line.startswith(" 0 "))
         assert gpu0.rstrip().endswith(" hidden")
+
+
+def test_the_header_names_a_platform_only_when_it_adds_something():
+    from moai_tui.model import ClusterSnapshot
+    from moai_tui.tui.app import version_label
+
+    prometheus = ClusterSnapshot(0.0, "prometheus", "me", (), platform="Prometheus")
+    assert version_label(prometheus) == ""  # "prometheus ... Prometheus" said it twice
+    driver = replace(prometheus, platform="NVIDIA driver", version_current="580.159.04")
+    assert version_label(driver) == "NVIDIA driver 580.159.04"

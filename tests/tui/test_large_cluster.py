@@ -98,5 +98,8 @@ async def test_only_the_nodes_on_screen_come_gpu_by_gpu(config_dir):
         last = grid.nodes[-1].name
         assert last in grid.shown
         await detailed(pilot, app, {last})
+        assert grid.mode == "dense"  # each row named by its first node, the cursor's too
+        row_start = grid.nodes[(len(grid.nodes) - 1) // grid.columns * grid.columns].name
+        assert "".join(text for text, _ in grid.lines[-1]).startswith(row_start)
         first = next(n.name for n in grid.nodes if n.name not in mine)
         assert last in app.backend.detail and first not in app.backend.detail
