@@ -28,6 +28,14 @@ def report_cmd(path: Path, seconds: float = 0, code: int = 0) -> list[str]:
     return ["bash", "-c", REPORT.format(path=path, seconds=seconds, code=code)]
 
 
+def report_until_stopped(path: Path) -> list[str]:
+    """A CMD that reports, then only sleeps until a signal ends it. `exec`: the task is one
+    process, so the signal that stops the step ends it. As bash waiting on `sleep`, the test
+    cluster's proctrack/linuxproc could signal the sleep alone, and bash went on to `exit 0`."""
+    report = REPORT.split("; sleep")[0].format(path=path)
+    return ["bash", "-c", f"{report}; exec sleep 600"]
+
+
 def launch(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [moai_exe(), "run", *args],
@@ -105,7 +113,7 @@ def test_a_job_that_does_not_fit_waits_with_the_platforms_words(slurm, config_di
     switch("32xH100.2548GB")  # every GPU of the cluster
     run_cli("device", "--add", "8xH100.637GB")
     first_out, second_out = tmp_path / "first", tmp_path / "second"
-    first = launch("--", *report_cmd(first_out, seconds=600))
+    first = launch("--", *report_until_stopped(first_out))
     wait_for(lambda: lines(first_out), what="the first job")
     second = launch("--", *report_cmd(second_out), env={"MOREH_VISIBLE_DEVICE": "1"})
     waiting = wait_for(
@@ -128,7 +136,7 @@ def test_a_job_that_does_not_fit_waits_with_the_platforms_words(slurm, config_di
 def test_smi_r_cancels_and_switch_is_refused_while_it_runs(slurm, config_dir, tmp_path):
     switch("4xH100.318GB")
     out = tmp_path / "seen"
-    launcher = launch("--", *report_cmd(out, seconds=600))
+    launcher = launch("--", *report_until_stopped(out))
     (seen,) = wait_for(lambda: lines(out), what="CMD to start")
     refused = run_cli("switch", "-M", "1xH100.79GB")
     assert refused.returncode == 1 and refused.stderr.strip() == IN_USE
@@ -143,7 +151,7 @@ def test_smi_r_cancels_and_switch_is_refused_while_it_runs(slurm, config_dir, tm
 def test_a_launcher_killed_outright_leaves_no_allocation(slurm, config_dir, tmp_path):
     switch("8xH100.637GB")
     out = tmp_path / "seen"
-    launcher = launch("--", *report_cmd(out, seconds=600))
+    launcher = launch("--", *report_until_stopped(out))
     (seen,) = wait_for(lambda: lines(out), what="CMD to start")
     assert f"{seen[1]} RUNNING None" in slurm.jobs()
     launcher.kill()  # SIGKILL: no handler runs; srun goes with its parent
@@ -221,7 +229,7 @@ def test_ctrl_c_in_a_terminal_cancels_the_allocation(slurm, config_dir, tmp_path
     exports = " ".join(
         f"{k}={shlex.quote(os.environ[k])}" for k in ("MOAI_TUI_CONFIG_DIR", "SLURM_CONF")
     )
-    command = shlex.join([moai_exe(), "run", "--", *report_cmd(out, seconds=600)])
+    command = shlex.join([moai_exe(), "run", "--", *report_until_stopped(out)])
     session = f"moai-slurm-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         [
