@@ -360,7 +360,10 @@ class MoaiApp(App[int]):
 
     def _watch(self) -> None:
         """Once a second: a backend that hangs is shown as such while its sample is still out,
-        and the size check runs again (a resize during start-up can outrun the Resize event)."""
+        and the size check runs again (a resize during start-up can outrun the Resize event).
+        A tick can still come while the app shuts down, its screens already gone."""
+        if not self.screen_stack:
+            return
         self._show_header()
         self._show_notice()
         self._check_size(self.size)

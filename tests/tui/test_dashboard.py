@@ -703,3 +703,13 @@ def test_the_header_names_a_platform_only_when_it_adds_something():
     assert version_label(prometheus) == ""  # "prometheus ... Prometheus" said it twice
     driver = replace(prometheus, platform="NVIDIA driver", version_current="580.159.04")
     assert version_label(driver) == "NVIDIA driver 580.159.04"
+
+
+async def test_a_watch_tick_during_shutdown_is_harmless(config_dir):
+    """The once-a-second check can fire after the screens are gone (seen once in a loaded full
+    run: ScreenStackError at exit); it then does nothing."""
+    app = make_app(config_dir)
+    async with app.run_test() as pilot:
+        await settle(pilot, app)
+    assert not app.screen_stack
+    app._watch()  # the tick that came too late
