@@ -385,6 +385,8 @@ class MoaiApp(App[int]):
 
     # Rendering ------------------------------------------------------------------------------
     def _render_frame(self) -> None:
+        if not self.grid.is_attached:  # a sample that lands while the app shuts down
+            return
         frame = self.frame
         sample = frame.sample
         snapshot = sample.snapshot
