@@ -108,6 +108,14 @@ def ocr(png: bytes) -> str:
     return result.stdout.decode("utf-8", "replace")
 
 
+def ocr_page(page, shot: Path) -> str:
+    """The page's text now; its screenshot is kept as an artefact."""
+    png = page.screenshot()
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.write_bytes(png)
+    return ocr(png)
+
+
 def wait_for_text(page, *needles: str, timeout: float = 30.0, shot: Path | None = None) -> str:
     """OCR the page until every needle shows; the last screenshot is kept as an artefact."""
     deadline = time.monotonic() + timeout

@@ -25,6 +25,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
@@ -277,13 +278,13 @@ class MoaiApp(App[int]):
         self._check_size(event.size)
         self.query_one(Footer).compact = event.size.width < WIDE
         if self.frame is not None and self._showing:
-            self._show_grid()
+            self._show_grid(event.size)  # self.size is still the old one here
 
-    def _size_grid(self) -> None:
+    def _size_grid(self, size: Size) -> None:
         """The grid's room, from the screen's size and what stands above and below it, not
         from its own region: its layout (how many columns, one line per GPU or not) then never
         waits on a layout pass that itself depends on the grid's height."""
-        width, height = self.size
+        width, height = size
         notice = self.notice.content.plain if self.notice.has_class("shown") else ""
         notice_lines = min(
             4, sum(1 + len(line) // max(1, width - 2) for line in notice.splitlines())
@@ -449,11 +450,11 @@ class MoaiApp(App[int]):
             self.notice.set_class(bool(text), "shown")
             self.notice.set_class(bool(stale), "error")
 
-    def _show_grid(self) -> None:
+    def _show_grid(self, size: Size | None = None) -> None:
         frame = self.frame
         if frame is None:
             return
-        self._size_grid()
+        self._size_grid(size or self.size)
         view = self.selected_view()
         selected = frozenset(g.location for g in view.gpus) if view else frozenset()
         where = frame.landings.get(view.device) if view else None

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 from moai_tui.state import StateStore
+from moai_tui.tui.app import SIDE_WIDTH, WIDE
 from moai_tui.tui.screens import ConfirmScreen, FlavorList, FlavorPicker, HelpScreen
 from moai_tui.tui.widgets import ClusterGrid, DeviceTable, JobTable
 
@@ -536,6 +537,22 @@ async def test_small_terminal_shows_enlarge_notice(config_dir):
         await pilot.resize_terminal(120, 40)
         await _until(pilot, lambda: not roomy.screen.has_class("too-small"))
         assert roomy.query_one("#main").display
+
+
+async def test_a_resize_while_paused_lays_the_grid_out_for_the_new_size(config_dir):
+    """The grid's room comes from the size the Resize event carries: the app's own size is
+    still the old one while its handler runs, and a paused dashboard draws no new sample that
+    would correct it."""
+    app = make_app(config_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("p")
+        grid = app.query_one(ClusterGrid)
+        for width, height in ((160, 45), (90, 28), (130, 40)):
+            await pilot.resize_terminal(width, height)
+            await _until(pilot, lambda size=(width, height): app.size == size)
+            side = SIDE_WIDTH if width >= WIDE else 0
+            assert grid.room_width == width - side, (width, grid.room_width)
 
 
 async def test_grid_shows_every_node_and_the_cursor_node_in_detail(config_dir):
