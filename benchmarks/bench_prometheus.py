@@ -2,7 +2,8 @@
 a simulated cluster, as `moai-tui exporter` serves them, scraped by Debian's Prometheus.
 
 Per size, refreshes of: `smi`'s path (every node GPU by GPU) and the dashboard's at 200x60 (the
-nodes its grid shows GPU by GPU, the rest as Prometheus's per-node summaries), and with
+nodes view.detail_nodes picks from those its grid shows GPU by GPU, the rest as Prometheus's
+per-node summaries), and with
 `--before REV` the backend as it was at that git revision, interleaved in each run. Each
 refresh: its wall time, moai-tui's own share (the wall time beyond waiting for answers, and
 this process's CPU), and the Prometheus server's CPU (from /proc).
@@ -34,6 +35,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.common import RAW, median, moai_command, no_baseline, p95, record, write_section
+from moai_tui.view import detail_nodes, plural
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
@@ -195,8 +197,8 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
             variants["before"] = old.PrometheusBackend(old.PrometheusClient(url, timeout=timeout))
         variants["smi"] = PrometheusBackend(PrometheusClient(url, timeout=timeout))
         dashboard = PrometheusBackend(PrometheusClient(url, timeout=timeout))
-        names = sorted((n.name for n in dashboard.sample().nodes), key=natural)
-        shown = names[:DASHBOARD_NODES]
+        nodes = sorted(dashboard.sample().nodes, key=lambda n: natural(n.name))
+        shown = detail_nodes(nodes[:DASHBOARD_NODES], cursor=nodes[0])
         dashboard.set_detail(shown)
         variants["dashboard"] = dashboard
         waits = {name: Waits(b.client) for name, b in variants.items()}
@@ -254,7 +256,7 @@ def rows(entries: list[dict]) -> list[dict]:
     base = "before" if of("before") else "smi"
     base_wall, base_text = spread(of(base), "wall")
     for variant, what in (
-        ("dashboard", f"dashboard 200x60, {min(shown, gpus // 8)} nodes GPU by GPU"),
+        ("dashboard", f"dashboard 200x60, {plural(shown, 'node')} GPU by GPU"),
         ("smi", "smi (every GPU)"),
         ("before", "before (every GPU, the old queries)"),
     ):

@@ -221,6 +221,20 @@ def node_power(node: Node) -> float | None:
     return sum(power) if power else None
 
 
+# The most GPUs a screen asks for one by one. A screen that shows more (a large cluster's grid)
+# asks so for the cursor's node only and draws the others from the backend's per-node summaries:
+# its refresh then grows with the nodes, not the GPUs (benchmarks/results.md, Prometheus).
+DETAIL_GPUS = 512
+
+
+def detail_nodes(shown: Sequence[Node], cursor: Node) -> frozenset[str]:
+    """The nodes to fetch GPU by GPU: those on screen, or the cursor's alone where they hold
+    more than DETAIL_GPUS GPUs."""
+    if sum(n.gpu_count for n in shown) > DETAIL_GPUS:
+        return frozenset({cursor.name})
+    return frozenset(n.name for n in shown) | {cursor.name}
+
+
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:
     """Whether enough nodes have enough free GPUs for the flavor at this moment."""
     per_node = flavor.gpus_per_node

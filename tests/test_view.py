@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node, NodeSummary
 from moai_tui.state import Device
 from moai_tui.view import (
+    DETAIL_GPUS,
+    detail_nodes,
     device_views,
     fits_now,
     fmt_bytes,
@@ -197,3 +199,12 @@ def test_attached_device_views_its_flavors_first_nodes():
     assert [g.location for g in two.gpus] == ["a:0", "a:1"]
     (unknown,) = device_views([Device(0, "x")], 0, flavors, cluster)
     assert unknown.gpus == ()
+
+
+def test_detail_nodes_are_those_on_screen_up_to_detail_gpus_else_the_cursors():
+    few = [node(f"n{i}", 8) for i in range(DETAIL_GPUS // 8)]
+    assert detail_nodes(few, few[3]) == {n.name for n in few}
+    assert detail_nodes(few[:2], few[5]) == {"n0", "n1", "n5"}  # the cursor's, scrolled away
+    summarised = Node("s", (), summary=NodeSummary(8, 8, 0, None, None, None, None, None))
+    many = [*few, summarised]
+    assert detail_nodes(many, few[3]) == {"n3"}  # counted by its summary too

@@ -23,6 +23,7 @@ from moai_tui.text.safe import printable
 from moai_tui.tui.lines import Line, Run, fit, line_width, merge, to_strip
 from moai_tui.view import (
     DeviceView,
+    detail_nodes,
     fmt_bytes,
     fmt_mem,
     fmt_mem_pair,
@@ -471,7 +472,7 @@ class ClusterGrid(LineWidget, can_focus=True):
             self.node = node
 
     class ShownChanged(Message):
-        """The nodes on screen changed: the app asks the backend for their GPUs one by one."""
+        """The nodes to show GPU by GPU changed: the app asks the backend for their GPUs."""
 
         def __init__(self, nodes: frozenset[str]) -> None:
             super().__init__()
@@ -490,7 +491,7 @@ class ClusterGrid(LineWidget, can_focus=True):
         self.top = 0  # first row shown
         self.node_rows: list[int] = []  # row of each node in `nodes`
         self.rows_needed = 0
-        self.shown: frozenset[str] = frozenset()  # names of the nodes on screen
+        self.shown: frozenset[str] = frozenset()  # names of the nodes shown GPU by GPU
         self.message = "waiting for the first sample..."
 
     # Data --------------------------------------------------------------------------------
@@ -578,17 +579,18 @@ class ClusterGrid(LineWidget, can_focus=True):
         self._tell_shown(len(rows), shown)
 
     def _tell_shown(self, total_rows: int, shown_rows: int) -> None:
-        """Name the nodes on screen (the cursor's always) when they change."""
+        """Name the nodes to fetch GPU by GPU (view.detail_nodes: those on screen, the cursor's
+        always) when they change."""
         ends = self.node_rows[1:] + [total_rows]
         bottom = self.top + shown_rows
-        names = {
-            node.name
+        on_screen = [
+            node
             for node, first, end in zip(self.nodes, self.node_rows, ends, strict=True)
             if first < bottom and max(first + 1, end) > self.top
-        }
-        names.add(self.nodes[self.cursor].name)
+        ]
+        names = detail_nodes(on_screen, self.nodes[self.cursor])
         if names != self.shown:
-            self.shown = frozenset(names)
+            self.shown = names
             self.post_message(self.ShownChanged(self.shown))
 
     # Cells -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from moai_tui.overview import summarise
 from moai_tui.pipeline import take_sample
 from moai_tui.tui.app import MoaiApp
 from moai_tui.tui.widgets import ClusterGrid
+from moai_tui.view import DETAIL_GPUS
 
 from .helpers import T0, CountingSimulator, seed_state, settle
 
@@ -41,9 +42,9 @@ class SummarisingSimulator(CountingSimulator):
         )
 
 
-def large_app(config_dir) -> MoaiApp:
+def large_app(config_dir, nodes: int = NODES) -> MoaiApp:
     ctx = Context(backend_spec="simulator")
-    ctx.backend = SummarisingSimulator(T0, nodes=NODES)
+    ctx.backend = SummarisingSimulator(T0, nodes=nodes)
     ctx.set_detail(())  # as run_dashboard starts: summaries until the grid names its nodes
     return MoaiApp(ctx, 1.0)
 
@@ -65,15 +66,39 @@ def truth(app: MoaiApp):
     return take_sample(ctx)
 
 
-async def test_only_the_nodes_on_screen_come_gpu_by_gpu(config_dir):
+def on_screen(grid: ClusterGrid) -> set[str]:
+    """The nodes in the grid's rows on screen (a row of nodes each: its nodes or dense mode)."""
+    assert grid.mode in ("nodes", "dense"), grid.mode
+    rows = range(grid.top, grid.top + min(grid.rows_needed, grid.budget))
+    return {n.name for n, row in zip(grid.nodes, grid.node_rows, strict=True) if row in rows}
+
+
+async def test_a_screen_of_up_to_detail_gpus_gets_them_all_gpu_by_gpu(config_dir):
+    app = large_app(config_dir, nodes=DETAIL_GPUS // 8)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot, app, samples=2)
+        grid = app.query_one(ClusterGrid)
+        assert grid.rows_needed <= grid.budget  # every node on screen
+        everyone = {n.name for n in grid.nodes}
+        assert len(everyone) == DETAIL_GPUS // 8 and grid.shown == everyone
+        await detailed(pilot, app, everyone)
+        assert app.backend.detail == everyone
+
+
+async def test_a_screen_of_many_nodes_gets_the_cursor_node_gpu_by_gpu(config_dir):
+    """More than DETAIL_GPUS GPUs on screen: the others are drawn from their summaries, so a
+    refresh grows with the nodes, not the GPUs."""
     seed_state(config_dir, "4xLarge.2048GB")
     app = large_app(config_dir)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot, app, samples=2)
         grid = app.query_one(ClusterGrid)
+        shown = on_screen(grid)
+        assert sum(n.gpu_count for n in grid.nodes if n.name in shown) > DETAIL_GPUS
+        assert grid.shown == {grid.current_node()}
         await detailed(pilot, app, grid.shown)
         mine = {location.rsplit(":", 1)[0] for location in app.frame.mine}
-        assert 0 < len(grid.shown) < NODES and len(mine) == 4
+        assert len(mine) == 4
         listed = {n.name for n in grid.nodes if n.summary is None}
         assert listed == grid.shown | mine == app.backend.detail
 
