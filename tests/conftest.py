@@ -82,6 +82,19 @@ def python_cli(*args: str, **kwargs):
     )
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium driven by Playwright (its own browser download is not used),
+    one per module of `serve` tests."""
+    from playwright.sync_api import sync_playwright
+    from served import CHROMIUM
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A real Slurm cluster on loopback for the whole session (tests/slurm_local.py): 4 nodes of

@@ -14,7 +14,6 @@ import pytest
 from conftest import run_cli
 from served import (
     ARTEFACTS,
-    CHROMIUM,
     Served,
     http_get,
     ocr_page,
@@ -27,16 +26,6 @@ from moai_tui.tui.screens import DIGIT_WINDOW_S
 
 HEADER = "Flavor"  # a heading of the devices table, light on dark: OCR reads it reliably
 VIEWPORT = {"width": 1280, "height": 800}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

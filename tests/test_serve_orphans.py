@@ -27,16 +27,6 @@ def server(config_dir):
     served.close()
 
 
-@pytest.fixture(scope="module")
-def playwright_browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        browser.close()
-
-
 def chromium(*args: str, url: str, profile: Path) -> subprocess.Popen:
     """Debian's chromium on its own, in a session of its own (so it can be killed whole)."""
     return subprocess.Popen(
@@ -56,8 +46,8 @@ def ended(server: Served, what: str) -> None:
     wait_until(lambda: not server.dashboards(), ENDS_WITHIN_S, what)
 
 
-def test_closed_tab_ends_its_dashboard(server, playwright_browser):
-    page = playwright_browser.new_page()
+def test_closed_tab_ends_its_dashboard(server, browser):
+    page = browser.new_page()
     page.goto(server.url)
     one_dashboard(server)
     page.close()
@@ -133,10 +123,10 @@ def test_half_sent_handshake_starts_nothing(server):
 @pytest.mark.parametrize(
     "number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda n: n.name
 )
-def test_stopping_the_server_ends_every_dashboard(server, playwright_browser, number):
+def test_stopping_the_server_ends_every_dashboard(server, browser, number):
     """SIGKILL stands for a crash: the dashboards get SIGTERM from the kernel
     (PR_SET_PDEATHSIG) and see their pipes close."""
-    page = playwright_browser.new_page()
+    page = browser.new_page()
     page.goto(server.url)
     (browsers,) = wait_until(server.dashboards, 60, "the page's dashboard")
     page.wait_for_function("document.body.classList.contains('-first-byte')")
