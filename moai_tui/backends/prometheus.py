@@ -1043,6 +1043,18 @@ def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
 def _summed(parts: list[tuple]) -> NodeSummary:
     """A node's summary from its groups' figures (one group per vendor's exporter, as a rule):
     (GPUs, free, mean utilization, memory used, total, hottest, power)."""
+    if len(parts) == 1:  # the rule, a thousand nodes a refresh: nothing to add up
+        gpus, free, util, used, memory, temp, power = parts[0]
+        return NodeSummary(
+            gpus,
+            free,
+            0,
+            util,
+            None if used is None else int(used),
+            None if memory is None else int(memory),
+            temp,
+            power,
+        )
     gpus = sum(p[0] for p in parts)
     with_util = [(p[0], p[2]) for p in parts if p[2] is not None]
     weight = sum(n for n, _ in with_util)
