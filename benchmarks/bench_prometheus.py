@@ -306,6 +306,26 @@ def run(sizes=(384, 1000, 10000), before: str | None = None) -> list[dict]:
     return out
 
 
+def update_raw(
+    entries: list[dict],
+    before: str | None,
+    path: Path = ROOT / "benchmarks" / "raw" / "prometheus.json",
+) -> None:
+    """Rewrite the raw measurements as update_results does the table: the sizes measured now
+    replace theirs, the other sizes stay as an earlier run left them."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    sizes = {entry["gpus"] for entry in entries}
+    kept = [
+        {"before": old.get("before"), **entry}  # files from before `before` was per size
+        for entry in old.get("prometheus", [])
+        if entry["gpus"] not in sizes
+    ]
+    new = [{"before": before, **entry} for entry in entries]
+    every = sorted(kept + new, key=lambda entry: entry["gpus"])
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"prometheus": every}, indent=1) + "\n")
+
+
 SECTION = "benchmarks.bench_prometheus"
 
 
@@ -364,6 +384,4 @@ if __name__ == "__main__":
 
     print(table(measured))
     update_results(measured, sizes, args.before)
-    raw = ROOT / "benchmarks" / "raw" / "prometheus.json"
-    raw.parent.mkdir(exist_ok=True)
-    raw.write_text(json.dumps({"sizes": sizes, "before": args.before, **RAW}, indent=1) + "\n")
+    update_raw(RAW["prometheus"], args.before)
