@@ -18,22 +18,18 @@ from slurm_local import wait_for
 from moai_tui.state import parse_state
 from moai_tui.text.messages import IN_USE, NO_RESOURCES, RELEASE_OK
 
-REPORT = (
-    'echo "$SLURMD_NODENAME $SLURM_JOB_ID $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS" >> {path}; '
-    "sleep {seconds}; exit {code}"
-)
+REPORT = 'echo "$SLURMD_NODENAME $SLURM_JOB_ID $CUDA_VISIBLE_DEVICES $SLURM_STEP_GPUS" >> {path}'
 
 
 def report_cmd(path: Path, seconds: float = 0, code: int = 0) -> list[str]:
-    return ["bash", "-c", REPORT.format(path=path, seconds=seconds, code=code)]
+    return ["bash", "-c", f"{REPORT.format(path=path)}; sleep {seconds}; exit {code}"]
 
 
 def report_until_stopped(path: Path) -> list[str]:
     """A CMD that reports, then only sleeps until a signal ends it. `exec`: the task is one
     process, so the signal that stops the step ends it. As bash waiting on `sleep`, the test
     cluster's proctrack/linuxproc could signal the sleep alone, and bash went on to `exit 0`."""
-    report = REPORT.split("; sleep")[0].format(path=path)
-    return ["bash", "-c", f"{report}; exec sleep 600"]
+    return ["bash", "-c", f"{REPORT.format(path=path)}; exec sleep 600"]
 
 
 def launch(*args: str, env: dict | None = None) -> subprocess.Popen:

@@ -1043,19 +1043,23 @@ def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
 def _summed(parts: list[tuple]) -> NodeSummary:
     """A node's summary from its groups' figures (one group per vendor's exporter, as a rule):
     (GPUs, free, mean utilization, memory used, total, hottest, power)."""
-    if len(parts) == 1:  # the rule, a thousand nodes a refresh: nothing to add up
-        gpus, free, util, used, memory, temp, power = parts[0]
-        return NodeSummary(
-            gpus,
-            free,
-            0,
-            util,
-            None if used is None else int(used),
-            None if memory is None else int(memory),
-            temp,
-            power,
-        )
-    gpus = sum(p[0] for p in parts)
+    # One group is the rule (a thousand nodes a refresh at 10,000 GPUs): nothing to add up.
+    gpus, free, util, used, memory, temp, power = parts[0] if len(parts) == 1 else _added(parts)
+    return NodeSummary(
+        gpus=gpus,
+        free=free,
+        lost=0,
+        util=util,
+        mem_used_mib=None if used is None else int(used),
+        mem_total_mib=None if memory is None else int(memory),
+        temp_c=temp,
+        power_w=power,
+    )
+
+
+def _added(parts: list[tuple]) -> tuple:
+    """Several groups' figures as one group's: counts and totals added, the utilization weighed
+    by each group's GPUs, the hottest GPU of all."""
     with_util = [(p[0], p[2]) for p in parts if p[2] is not None]
     weight = sum(n for n, _ in with_util)
 
@@ -1063,17 +1067,15 @@ def _summed(parts: list[tuple]) -> NodeSummary:
         known = [p[index] for p in parts if p[index] is not None]
         return sum(known) if known else None
 
-    used, memory = total(3), total(4)
     temps = [p[5] for p in parts if p[5] is not None]
-    return NodeSummary(
-        gpus=gpus,
-        free=sum(p[1] for p in parts),
-        lost=0,
-        util=sum(n * u for n, u in with_util) / weight if with_util else None,
-        mem_used_mib=None if used is None else int(used),
-        mem_total_mib=None if memory is None else int(memory),
-        temp_c=max(temps) if temps else None,
-        power_w=total(6),
+    return (
+        sum(p[0] for p in parts),
+        sum(p[1] for p in parts),
+        sum(n * u for n, u in with_util) / weight if with_util else None,
+        total(3),
+        total(4),
+        max(temps) if temps else None,
+        total(6),
     )
 
 

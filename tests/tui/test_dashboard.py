@@ -7,8 +7,9 @@ import asyncio
 import time
 from dataclasses import replace
 
+from moai_tui.model import ClusterSnapshot
 from moai_tui.state import StateStore
-from moai_tui.tui.app import SIDE_WIDTH, WIDE
+from moai_tui.tui.app import SIDE_WIDTH, WIDE, version_label
 from moai_tui.tui.screens import ConfirmScreen, FlavorList, FlavorPicker, HelpScreen
 from moai_tui.tui.widgets import ClusterGrid, DeviceTable, JobTable
 
@@ -713,9 +714,6 @@ async def test_a_gpu_held_by_a_job_the_user_may_not_see_says_so(config_dir):
 
 
 def test_the_header_names_a_platform_only_when_it_adds_something():
-    from moai_tui.model import ClusterSnapshot
-    from moai_tui.tui.app import version_label
-
     prometheus = ClusterSnapshot(0.0, "prometheus", "me", (), platform="Prometheus")
     assert version_label(prometheus) == ""  # "prometheus ... Prometheus" said it twice
     driver = replace(prometheus, platform="NVIDIA driver", version_current="580.159.04")
