@@ -3,7 +3,7 @@ a simulated cluster, as `moai-tui exporter` serves them, scraped by Debian's Pro
 
 Per size, refreshes of: `smi`'s path (every node GPU by GPU) and the dashboard's at 200x60 (the
 nodes view.detail_nodes picks from those its grid shows GPU by GPU, the rest as Prometheus's
-per-node summaries), and with
+per-node summaries, with readings where view.reading_nodes says), and with
 `--before REV` the backend as it was at that git revision, interleaved in each run. Each
 refresh: its wall time, moai-tui's own share (the wall time beyond waiting for answers, and
 this process's CPU), and the Prometheus server's CPU (from /proc).
@@ -35,13 +35,13 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks.common import RAW, median, moai_command, no_baseline, p95, record, write_section
-from moai_tui.view import detail_nodes, plural
+from moai_tui.view import detail_nodes, plural, reading_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
 # The dashboard at 200x60 (tui/app.py, widgets.py): its grid is 160 columns beside the side
-# panel; 1,250 nodes of 8 GPUs take its dense mode, 16 nodes a row, and 34 rows fit beside one
-# device and the jobs table. Smaller clusters fit whole.
+# panel; 1,250 nodes of 8 GPUs take its dense mode (no figures beside a node), 16 nodes a row,
+# and 34 rows fit beside one device and the jobs table. Smaller clusters fit whole, with figures.
 DASHBOARD_NODES = 16 * 34
 ROW_PREFIX = "| prometheus refresh"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -198,8 +198,10 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
         variants["smi"] = PrometheusBackend(PrometheusClient(url, timeout=timeout))
         dashboard = PrometheusBackend(PrometheusClient(url, timeout=timeout))
         nodes = sorted(dashboard.sample().nodes, key=lambda n: natural(n.name))
-        shown = detail_nodes(nodes[:DASHBOARD_NODES], cursor=nodes[0])
-        dashboard.set_detail(shown)
+        on_screen = nodes[:DASHBOARD_NODES]
+        dense = len(nodes) > DASHBOARD_NODES
+        shown = detail_nodes(on_screen, cursor=nodes[0])
+        dashboard.set_detail(shown, reading_nodes(on_screen, nodes[0], not dense, "name"))
         variants["dashboard"] = dashboard
         waits = {name: Waits(b.client) for name, b in variants.items()}
         for backend in variants.values():

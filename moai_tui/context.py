@@ -33,11 +33,13 @@ class Context:
     # One backend call at a time: the dashboard's poller and its actions, and an exporter's
     # concurrent scrapes, share one HTTP connection (Prometheus) or NVML's per-process caches.
     _call_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    # The nodes the caller shows GPU by GPU (None: every node), and what the backend was last
-    # told: a wish is kept here and handed over with the next sample, under the call lock, so
-    # that the UI thread never waits behind a slow sample to say what it shows.
+    # The nodes the caller shows GPU by GPU and those whose readings it shows (None: every
+    # node), and what the backend was last told (it starts on every node): a wish is kept here
+    # and handed over with the next sample, under the call lock, so that the UI thread never
+    # waits behind a slow sample to say what it shows.
     _detail: frozenset[str] | None = field(default=None, init=False, repr=False)
-    _told: frozenset[str] | None = field(default=None, init=False, repr=False)
+    _readings: frozenset[str] | None = field(default=None, init=False, repr=False)
+    _told: tuple = field(default=(None, None), init=False, repr=False)
     # The nodes the user's devices stood on in the last sample (pipeline.take_sample).
     device_nodes: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
@@ -80,12 +82,16 @@ class Context:
     def backend(self, backend: Backend) -> None:  # tests and tools bring their own
         with self._open_lock:
             self._backend = backend
-            self._told = None  # a new backend starts on every node
+            self._told = (None, None)  # a new backend starts on every node
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         """The nodes whose GPUs the caller shows one by one (None: every node, the default),
-        for the backend from the next sample on (Backend.set_detail). Never blocks."""
+        and those whose readings it shows (Backend.set_detail), for the backend from the next
+        sample on. Never blocks."""
         self._detail = None if nodes is None else frozenset(nodes)
+        self._readings = None if readings is None else frozenset(readings)
 
     def sample(
         self, requests: Sequence[JobRequest] = (), also: Collection[str] = ()
@@ -96,9 +102,9 @@ class Context:
         with self._call_lock:
             detail = self._detail
             wanted = None if detail is None else detail | frozenset(also)
-            if wanted != self._told:
-                backend.set_detail(wanted)
-                self._told = wanted
+            if (wanted, self._readings) != self._told:
+                backend.set_detail(wanted, self._readings)
+                self._told = (wanted, self._readings)
             return backend.sample(requests)
 
     def history(self, gpus: Sequence[Gpu], seconds: float, step: float) -> HistoryPoints | None:

@@ -64,7 +64,8 @@ class Gpu:
 class NodeSummary:
     """A node described by aggregates only: the backend skipped its per-GPU series (a cluster
     too large to fetch every GPU each refresh; the caller named the nodes it shows one by one).
-    Counts are exact; readings are over the GPUs that report them, within validate's bounds."""
+    Counts are exact; readings are over the GPUs that report them, within validate's bounds;
+    memory, temperature and power None where the caller did not ask for them (set_detail)."""
 
     gpus: int  # GPUs the node reports (lost ones included)
     free: int  # GPUs with no holder that do nothing (view.is_free's rule)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node
+from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node, NodeSummary
 from moai_tui.state import Device
 
 ACCELERATOR_NAME = "MoAI Accelerator"
@@ -233,6 +233,28 @@ def detail_nodes(shown: Sequence[Node], cursor: Node) -> frozenset[str]:
     if sum(n.gpu_count for n in shown) > DETAIL_GPUS:
         return frozenset({cursor.name})
     return frozenset(n.name for n in shown) | {cursor.name}
+
+
+# Grid sorts that order every node by a reading (its memory, its temperature).
+SORTS_BY_READING = frozenset({"memory", "temperature"})
+
+
+def reading_nodes(
+    shown: Sequence[Node], cursor: Node, figures_drawn: bool, sort: str
+) -> frozenset[str] | None:
+    """The summarised nodes whose memory, temperature and power to fetch: every node's (None)
+    while the grid is sorted by one of them; else those on screen while the grid draws each
+    node's figures, and the cursor's (its panel), none other while cells show utilization alone.
+    A large cluster's summaries are then 3 figures a node, not 7."""
+    if sort in SORTS_BY_READING:
+        return None
+    return frozenset(n.name for n in shown if figures_drawn) | {cursor.name}
+
+
+def has_readings(summary: NodeSummary) -> bool:
+    """Whether a node's summary carries any of memory, temperature and power."""
+    readings = (summary.mem_used_mib, summary.mem_total_mib, summary.temp_c, summary.power_w)
+    return any(value is not None for value in readings)
 
 
 def fits_now(flavor: Flavor, snapshot: ClusterSnapshot) -> bool:

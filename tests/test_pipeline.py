@@ -378,7 +378,7 @@ class Summarising(SimulatorBackend):
         self.hold = threading.Event()
         self.inside = threading.Event()
 
-    def set_detail(self, nodes):
+    def set_detail(self, nodes, readings=None):
         self.detail = None if nodes is None else frozenset(nodes)
         self.told.append(self.detail)
 

@@ -12,6 +12,7 @@ import pytest
 
 from moai_tui.backends.prometheus import (
     ALIASES,
+    DOWN,
     GPU_QUERY_FIELDS,
     PrometheusBackend,
     PrometheusClient,
@@ -106,7 +107,6 @@ def mi300x_cpx_series(host: str = "mi300-1") -> list[dict]:
 
 
 HOST = ("Hostname", "hostname", "instance")
-UP = [{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "1"]}]
 
 
 class Canned:
@@ -115,7 +115,7 @@ class Canned:
     one, so a swapped or mistyped query fails the test."""
 
     def __init__(self):
-        self.replies = {"up": (200, answer(UP))}
+        self.replies = {DOWN: (200, answer([]))}  # no exporter down
         self.gpus(NVIDIA)
         self.requests: list[tuple[str, str, dict]] = []
         self.queries: list[str] = []
@@ -161,12 +161,12 @@ class Canned:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def answer(self, query: str) -> tuple[int, bytes]:
-        """What was put in `replies` for the query; `up or X` is the answers to `up` and to X
+        """What was put in `replies` for the query; `DOWN or X` is the answers to DOWN and to X
         together, as Prometheus unites them (the first error or malformed one, if any, as
         it is)."""
-        if query.startswith("up or "):
+        if query.startswith(f"{DOWN} or "):
             result = []
-            for status, body in (self.answer("up"), self.answer(query.removeprefix("up or "))):
+            for status, body in (self.answer(DOWN), self.answer(query.removeprefix(f"{DOWN} or "))):
                 try:
                     assert status == 200
                     result += json.loads(body)["data"]["result"]
@@ -199,11 +199,12 @@ class Canned:
             self.replies[query] = (200, answer(part))
 
     def summaries(
-        self, where, groups: dict[tuple[str, str, str], dict], shared=False, held=()
+        self, where, groups: dict[tuple[str, str, str], dict], shared=False, held=(), readings=None
     ) -> None:
-        """Answer the summary queries: per group (Hostname, hostname, instance), its figures by
-        the name of the query that computes each; and the holder queries: per (labels of a job
-        and node), its figures likewise (none held unless given)."""
+        """Answer the summary queries (readings of `readings`' nodes): per group (Hostname,
+        hostname, instance), its figures by the name of the query that computes each; and the
+        holder queries: per (labels of a job and node), its figures likewise (none held unless
+        given)."""
         for part, query in holder_queries(where, shared).items():
             result = [
                 {"metric": labels, "value": [1780000000.0, str(figures[part])]}
@@ -211,7 +212,7 @@ class Canned:
                 if part in figures
             ]
             self.replies[query] = (200, answer(result))
-        for part, query in summary_queries(where, shared).items():
+        for part, query in summary_queries(where, shared, readings).items():
             result = [
                 {
                     "metric": {k: v for k, v in zip(HOST, group, strict=True) if v},
@@ -294,7 +295,7 @@ def test_jobs_of_a_node_that_went_down_are_not_shown(canned):
     canned.gpus(mi300x_cpx_series())
     b = backend(canned.url)
     assert len(b.sample().jobs) == 1
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer([{"metric": {"__name__": "up", "instance": "10.0.0.9:5000"}, "value": [0, "0"]}]),
     )
@@ -327,7 +328,7 @@ def test_node_that_vanishes_or_is_down_is_shown_down(canned):
     node = b.sample().nodes[0]
     assert node.name == "n1" and not node.up and all(g.lost for g in node.gpus)
     canned.gpus(NVIDIA)
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer([{"metric": {"__name__": "up", "instance": "10.0.0.1:9400"}, "value": [0, "0"]}]),
     )
@@ -493,7 +494,7 @@ def test_exporter_serving_many_nodes_down_takes_them_all_down(canned):
         for h in ("a", "b")
     ]
     canned.gpus(both)
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer([{"metric": {"__name__": "up", "instance": "10.0.0.9:9400"}, "value": [0, "0"]}]),
     )
@@ -506,11 +507,10 @@ def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
     """`smi` runs once: it never saw the node whose exporter died, yet shows it down with its
     GPUs (a third query, asked once per down exporter), not a smaller accelerator."""
     dead, other = "10.0.0.2:9400", "10.0.0.3:9100"  # other: a node_exporter, no GPUs
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer(
             [
-                *UP,
                 {"metric": {"__name__": "up", "instance": dead}, "value": [0, "0"]},
                 {"metric": {"__name__": "up", "instance": other}, "value": [0, "0"]},
             ]
@@ -534,7 +534,7 @@ def test_one_shot_shows_an_exporter_already_down_by_its_last_series(canned):
 
 
 def test_a_prometheus_without_last_over_time_still_gives_the_live_nodes(canned):
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer([{"metric": {"__name__": "up", "instance": "x:1"}, "value": [0, "0"]}]),
     )
@@ -627,6 +627,33 @@ def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
     assert (line.gpus, line.free, line.nodes) == (18, 3 + 7, 3)  # n1's two are busy
 
 
+def test_summaries_carry_readings_only_for_the_nodes_asked(canned):
+    """The grid draws n3's figures only: memory, temperature and power are asked of n3 alone,
+    n2 comes with its counts and utilization; drawn nowhere, none of them is asked at all."""
+    b = backend(canned.url)
+    b.set_detail(())
+    n2 = {"gpus": 8, "free": 2, "util": 40.0}
+    n3 = {"gpus": 4, "free": 0, "util": 90.0, "mem_used_mib": 300, "mem_free_mib": 100}
+    n3 |= {"temp_c": 80, "power_w": 1200}
+    groups = {("n2", "", "10.0.0.2:9400"): n2, ("n3", "", "10.0.0.3:9400"): n3}
+    canned.summaries({}, groups)
+    b.sample()  # every node's readings: n2 and n3 are named by Hostname
+    b.set_detail((), readings={"n3"})
+    of_n3 = {"Hostname": {"n3"}}
+    canned.summaries({}, groups, readings=of_n3)
+    asked = len(canned.queries)
+    nodes = {n.name: n for n in b.sample().nodes}
+    assert set(summary_queries({}, False, of_n3).values()) <= set(canned.queries[asked:])
+    assert nodes["n2"].summary == NodeSummary(8, 2, 0, 40.0, None, None, None, None)
+    assert nodes["n3"].summary == NodeSummary(4, 0, 0, 90.0, 300, 400, 80, 1200)
+    b.set_detail((), readings=())
+    canned.summaries({}, groups, readings={})
+    asked = len(canned.queries)
+    nodes = {n.name: n for n in b.sample().nodes}
+    assert nodes["n3"].summary == NodeSummary(4, 0, 0, 90.0, None, None, None, None)
+    assert len(canned.queries) - asked == len(refresh_queries({})) + 3 + len(HOLDERS)
+
+
 def test_jobs_on_summarised_nodes_are_counted_whole(canned):
     """Job 7 holds n1's GPU 0 (listed) and 4 GPUs of n2 (summarised), job 9 three of n2 only:
     the jobs table and the GPUs by user count every GPU, and a job's utilization is the mean
@@ -644,9 +671,9 @@ def test_jobs_on_summarised_nodes_are_counted_whole(canned):
         where,
         {("n2", "", "10.0.0.2:9400"): {"gpus": 8, "free": 1, "util": 60.0}},
         held=[
-            ({**n2, "hpc_job": "7", "hpc_user": "ann"}, {"gpus": 4, "known": 4, "util": 300}),
-            ({**n2, "job_id": "9", "job_user": "bo"}, {"gpus": 3, "known": 2, "util": 100}),
-            ({**n2, "hpc_job": "x"}, {"gpus": 1, "known": 1, "util": 1}),  # no job id: nobody
+            ({**n2, "hpc_job": "7", "hpc_user": "ann"}, {"gpus": 4, "util": 300}),
+            ({**n2, "job_id": "9", "job_user": "bo"}, {"gpus": 3, "unknown": 1, "util": 100}),
+            ({**n2, "hpc_job": "x"}, {"gpus": 1, "util": 1}),  # no job id: nobody
         ],
     )
     b.set_detail({"n1"})
@@ -689,7 +716,7 @@ def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(can
     assert len(canned.queries) - asked == len(refresh_queries({})) + len(summary_queries({})) + len(
         HOLDERS
     )
-    canned.replies["up"] = (
+    canned.replies[DOWN] = (
         200,
         answer([{"metric": {"__name__": "up", "instance": "10.0.0.2:9400"}, "value": [0, "0"]}]),
     )

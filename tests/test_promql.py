@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 from moai_tui.backends.prometheus import (
+    DOWN,
     NOT_SUPPORTED,
     down_query,
     gpu_queries,
@@ -180,6 +181,18 @@ def test_history_amd_memory_and_nodes_keyed_by_instance(tmp_path):
     )
 
 
+def test_down_asks_only_the_exporters_down_under_their_own_name(tmp_path):
+    """The backend tells DOWN's series from the GPUs' answered beside them by the name `up`."""
+    evaluate(
+        tmp_path,
+        [
+            series("up", "1x20", instance="10.0.0.1:9400", job="dcgm"),
+            series("up", "0x20", instance="10.0.0.2:9400", job="dcgm"),
+        ],
+        [(DOWN, [sample(0, __name__="up", instance="10.0.0.2:9400", job="dcgm")])],
+    )
+
+
 def test_down_query_finds_what_a_dead_exporter_served_last(tmp_path):
     dead = "10.0.0.2:9400"
     evaluate(
@@ -239,9 +252,9 @@ def test_amd_names_with_a_configured_prefix_and_partitions_kept_apart(tmp_path):
     )
 
 
-# A cluster for the summaries, read at 10m. a.1 (NVIDIA, Hostname): GPU 0 held by Slurm job 12;
-# GPU 1 idle and holding 5 % of its memory (free); GPU 2 idle but holding 20 % (busy); GPU 3
-# reporting DCGM's "not supported" as utilization, memory empty (free). aX1: a name a regex
+# A cluster for the summaries, read at 10m. a.1 (NVIDIA, Hostname): GPUs 0 and 3 held by Slurm
+# job 12; GPU 1 idle and holding 5 % of its memory (free); GPU 2 idle but holding 20 % (busy);
+# GPU 3 reporting DCGM's "not supported" as utilization, memory empty. aX1: a name a regex
 # `a.1` would match. b: NVIDIA (Hostname, exporter i2) beside AMD (hostname, i3, names prefixed
 # "amd_"): NVIDIA GPU 0 holds exactly a tenth (busy), GPU 1 works; AMD GPU 0 holds a tenth, GPU 1
 # just under (free), GPU 2 held by job 77. c: its exporter died at 3m. 10.0.0.9:9400: no host
@@ -254,7 +267,11 @@ SUMMARY_GPUS = [
     ({"Hostname": "a.1", "instance": "i1", "gpu": "0", "hpc_job": "12"}, NV, (90, 500, 500)),
     ({"Hostname": "a.1", "instance": "i1", "gpu": "1"}, NV, (3, 50, 950)),
     ({"Hostname": "a.1", "instance": "i1", "gpu": "2"}, NV, (3, 200, 800)),
-    ({"Hostname": "a.1", "instance": "i1", "gpu": "3"}, NV, (NOT_SUPPORTED * 1.02, 0, 1000)),
+    (
+        {"Hostname": "a.1", "instance": "i1", "gpu": "3", "hpc_job": "12"},
+        NV,
+        (NOT_SUPPORTED * 1.02, 0, 1000),
+    ),
     ({"Hostname": "aX1", "instance": "i4", "gpu": "0"}, NV, (1, 100, 905)),
     ({"Hostname": "b", "instance": "i2", "gpu": "0"}, NV, (0, 10, 90)),
     ({"Hostname": "b", "instance": "i2", "gpu": "1"}, NV, (60, 10, 90)),
@@ -305,7 +322,7 @@ def test_summary_queries_count_and_sum_each_node_as_the_client_would(tmp_path):
     queries = summary_queries()
     expected = {
         "gpus": [(a1, 4), (ax1, 1), (b_nv, 2), (b_amd, 3), (bare, 1)],
-        "free": [(a1, 2), (ax1, 1), (b_amd, 1)],
+        "free": [(a1, 1), (ax1, 1), (b_amd, 1)],
         "util": [(a1, (90 + 3 + 3) / 3), (ax1, 1), (b_nv, 30), (b_amd, 1), (bare, 50)],
         "mem_used_mib": [(a1, 750), (ax1, 100), (b_nv, 20), (b_amd, 199), (bare, 0)],
         "mem_free_mib": [(a1, 3250), (ax1, 905), (b_nv, 180), (bare, 1000)],
@@ -322,6 +339,32 @@ def test_summary_queries_count_and_sum_each_node_as_the_client_would(tmp_path):
     evaluate(tmp_path, summary_cluster(), checks)
 
 
+def test_summary_readings_of_some_nodes_select_exactly_those(tmp_path):
+    """Memory, temperature and power of a.1 and b only (b under both its host labels, as the
+    backend knows it), the regex lookalike aX1 and the bare exporter left out; the utilization
+    of every node still; no reading asked for at all: no such query."""
+    a1 = {"Hostname": "a.1", "instance": "i1"}
+    ax1 = {"Hostname": "aX1", "instance": "i4"}
+    b_nv = {"Hostname": "b", "instance": "i2"}
+    b_amd = {"hostname": "b", "instance": "i3"}
+    bare = {"instance": "10.0.0.9:9400"}
+    queries = summary_queries(readings={"Hostname": {"a.1", "b"}, "hostname": {"b"}})
+    expected = {
+        "util": [(a1, (90 + 3 + 3) / 3), (ax1, 1), (b_nv, 30), (b_amd, 1), (bare, 50)],
+        "mem_used_mib": [(a1, 750), (b_nv, 20), (b_amd, 199)],
+        "mem_free_mib": [(a1, 3250), (b_nv, 180)],
+        "mem_total_mib": [(b_amd, 3000)],
+        "temp_c": [(a1, 70), (b_amd, 55)],
+        "power_w": [(a1, 400), (b_amd, 240)],
+    }
+    checks = [
+        (queries[name], [sample(value, **labels) for labels, value in rows])
+        for name, rows in expected.items()
+    ]
+    evaluate(tmp_path, summary_cluster(), checks)
+    assert set(summary_queries(readings={})) == {"gpus", "free", "util"}
+
+
 def test_summary_queries_reduce_a_gpu_shared_by_pods_to_one(tmp_path):
     """With a.1's GPUs each seen through two pods: the shared form counts and sums each once
     (the plain one would count 8 GPUs there, and Prometheus refuses its memory match)."""
@@ -332,25 +375,27 @@ def test_summary_queries_reduce_a_gpu_shared_by_pods_to_one(tmp_path):
         summary_cluster(pods=True),
         [
             (queries["gpus"], [sample(4, **a1), sample(1, instance="10.0.0.9:9400")]),
-            (queries["free"], [sample(2, **a1)]),
+            (queries["free"], [sample(1, **a1)]),
             (queries["mem_used_mib"], [sample(750, **a1), sample(0, instance="10.0.0.9:9400")]),
         ],
     )
 
 
 def test_holder_queries_count_each_jobs_gpus_per_node(tmp_path):
-    """Who holds the summarised nodes' GPUs, per job and node: a.1's GPU 0 (Slurm job 12 as
-    dcgm-exporter labels it) and b's AMD GPU 2 (job 77, AMD's label); with a.1 skipped, only
-    job 77; each GPU once though two pods see a.1's."""
+    """Who holds the summarised nodes' GPUs, per job and node: a.1's GPUs 0 and 3 (Slurm job 12
+    as dcgm-exporter labels it; GPU 3's utilization "not supported", so unknown) and b's AMD
+    GPU 2 (job 77, AMD's label, at 0 %: known); with a.1 skipped, only job 77; each GPU once
+    though two pods see a.1's."""
     job12 = {"Hostname": "a.1", "hpc_job": "12", "instance": "i1"}
     job77 = {"hostname": "b", "instance": "i3", "job_id": "77"}
     queries = holder_queries()
     checks = [
-        (queries["gpus"], [sample(1, **job12), sample(1, **job77)]),
-        (queries["known"], [sample(1, **job12), sample(1, **job77)]),
+        (queries["gpus"], [sample(2, **job12), sample(1, **job77)]),
+        (queries["unknown"], [sample(1, **job12)]),
         (queries["util"], [sample(90, **job12), sample(0, **job77)]),
         (holder_queries({"Hostname": {"a.1"}})["gpus"], [sample(1, **job77)]),
     ]
     evaluate(tmp_path, summary_cluster(), checks)
     shared = holder_queries({"hostname": {"b"}}, shared=True)
-    evaluate(tmp_path, summary_cluster(pods=True), [(shared["gpus"], [sample(1, **job12)])])
+    checks = [(shared["gpus"], [sample(2, **job12)]), (shared["unknown"], [sample(1, **job12)])]
+    evaluate(tmp_path, summary_cluster(pods=True), checks)

@@ -680,14 +680,14 @@ def test_history_is_asked_under_the_metrics_names_for_the_nodes():
 
 
 def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics_readings():
-    """The dashboard shows node00 GPU by GPU: the metrics are asked for it under their name for
-    it; every other node is a summary: its GPUs and those no job holds as Slurm says, its
-    readings as the metrics summarised them."""
+    """The dashboard shows node00 GPU by GPU and node01's readings: the metrics are asked for
+    them under their names for them; every other node is a summary: its GPUs and those no job
+    holds as Slurm says, its readings as the metrics summarised them."""
     told = []
 
     class Metrics:
-        def set_detail(self, nodes):
-            told.append(nodes)
+        def set_detail(self, nodes, readings=None):
+            told.append((nodes, readings))
 
         def sample(self, requests=()):
             from moai_tui.model import ClusterSnapshot, Job, Node, NodeSummary
@@ -711,10 +711,10 @@ def test_nodes_outside_the_detail_are_summaries_of_slurms_counts_and_the_metrics
     backend.metrics = Metrics()
     full = backend.sample()  # learns the metrics' names
     every, every_jobs = {n.name: n for n in full.nodes}, {j.job_id: j for j in full.jobs}
-    backend.set_detail({"node00"})
+    backend.set_detail({"node00"}, {"node01"})
     backend._last = replace(backend._last, taken=-1e9)  # poll again
     snapshot = backend.sample()
-    assert told == [frozenset({"node00.cluster"})]
+    assert told == [({"node00.cluster"}, {"node01.cluster"})]
     nodes = {n.name: n for n in snapshot.nodes}
     assert nodes["node00"] == every["node00"] and nodes["node00"].summary is None
     node01 = nodes["node01"]

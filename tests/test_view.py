@@ -4,6 +4,8 @@ found surviving the CLI tests)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from moai_tui.model import ClusterSnapshot, Flavor, Gpu, Job, Node, NodeSummary
@@ -18,7 +20,9 @@ from moai_tui.view import (
     fmt_number,
     fmt_percent,
     fmt_runtime,
+    has_readings,
     mean,
+    reading_nodes,
     temperature_band,
     unavailable_reason,
 )
@@ -208,3 +212,15 @@ def test_detail_nodes_are_those_on_screen_up_to_detail_gpus_else_the_cursors():
     summarised = Node("s", (), summary=NodeSummary(8, 8, 0, None, None, None, None, None))
     many = [*few, summarised]
     assert detail_nodes(many, few[3]) == {"n3"}  # counted by its summary too
+
+
+def test_reading_nodes_are_those_whose_figures_are_drawn_or_every_node_when_sorted_by_one():
+    shown = [node(f"n{i}", 8) for i in range(3)]
+    cursor = node("n9", 8)  # scrolled away: its panel still shows its figures
+    assert reading_nodes(shown, cursor, figures_drawn=True, sort="name") == {"n0", "n1", "n2", "n9"}
+    assert reading_nodes(shown, cursor, figures_drawn=False, sort="util") == {"n9"}
+    assert reading_nodes(shown, cursor, figures_drawn=False, sort="memory") is None
+    assert reading_nodes(shown, cursor, figures_drawn=True, sort="temperature") is None
+    counts = NodeSummary(8, 8, 0, 5.0, None, None, None, None)
+    assert not has_readings(counts)
+    assert has_readings(replace(counts, power_w=0.0))

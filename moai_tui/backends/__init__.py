@@ -66,10 +66,14 @@ class Backend(Protocol):
 
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot: ...
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         """The nodes whose GPUs the caller shows one by one; None (the default) means every
         node. A backend that can fetch less (Prometheus) then returns the other nodes as
-        aggregates only (Node.summary, no GPUs); every other backend ignores it."""
+        aggregates only (Node.summary, no GPUs); every other backend ignores it. `readings`:
+        the summarised nodes whose memory, temperature and power the caller shows (None: every
+        node's); the others' summaries carry their counts and utilization only."""
         ...
 
     def local_catalog(self) -> Catalog | None:

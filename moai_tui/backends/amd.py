@@ -207,7 +207,9 @@ class AmdSmiBackend:
     def memory_total_mib(self) -> int | None:
         return next((d.total_mib for d in self.devices if d.total_mib), None)
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         pass  # this machine's GPUs are few: always every one
 
     def local_catalog(self) -> Catalog:

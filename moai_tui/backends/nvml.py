@@ -101,7 +101,9 @@ class NvmlBackend:
                 return info.total // MIB
         return None
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         pass  # this machine's GPUs are few: always every one
 
     def local_catalog(self) -> Catalog:

@@ -3,12 +3,13 @@ scrapes dcgm-exporter (NVIDIA) or device-metrics-exporter (AMD) on every node.
 
 A refresh asks, in queries Prometheus answers side by side: the per-GPU series of the nodes
 shown GPU by GPU (every node unless the caller named some, `set_detail`); for every other node a
-few figures computed by Prometheus (its GPUs, free GPUs, mean utilization, memory, hottest GPU,
-power), so the answer grows with the nodes, not the GPUs; and `up` for the exporters. Nodes come
-from the host label (`Hostname`, `hostname`, else the exporter's `instance`); a node seen before
-whose series vanished, or whose exporter is `up == 0`, is shown down. An exporter already down
-when this process started costs one more query, once: its last series name its node and GPUs.
-Names drift between exporter versions, so they live in one alias table with their unit scales.
+few figures computed by Prometheus (its GPUs, free GPUs, mean utilization; memory, hottest GPU
+and power where the caller shows them), so the answer grows with the nodes, not the GPUs; and
+the exporters that are down. Nodes come from the host label (`Hostname`, `hostname`, else the
+exporter's `instance`); a node seen before whose series vanished, or whose exporter is
+`up == 0`, is shown down. An exporter already down when this process started costs one more
+query, once: its last series name its node and GPUs. Names drift between exporter versions, so
+they live in one alias table with their unit scales.
 
 Label values (node names above all) are data, never PromQL: they go into queries as escaped
 string literals, matched exactly (`=`, or `=~` of escaped alternatives).
@@ -117,6 +118,12 @@ SUMMED = {
     "temp_c": "max",
     "power_w": "sum",
 }
+# The exporters that are down: only those, not one `up` series per exporter (a node each, as a
+# rule). A comparison that filters keeps the metric's name, which tells these series apart.
+DOWN = "up == 0"
+# The figures summary_queries asks of each node, in the order _read_summaries unpacks them
+# (SUMMED's order).
+SUMMARY_FIGURES = ("gpus", "free", *SUMMED)
 # How far back the last series of an exporter that is down names its node and GPUs.
 DOWN_LOOKBACK = "7d"
 # Queries a refresh asks at once (one connection each): Prometheus runs them side by side.
@@ -172,25 +179,36 @@ def gpu_queries(where: Where | None = None) -> list[str]:
 
 
 def refresh_queries(where: Where | None = None) -> list[str]:
-    """The per-GPU queries with the exporters' `up` asked in the first: a refresh of a cluster
-    fetched whole is 3 queries. Without per-GPU queries (no node GPU by GPU), `up` alone."""
+    """The per-GPU queries with the exporters that are down (DOWN) asked in the first: a refresh
+    of a cluster fetched whole is 3 queries. Without per-GPU queries (no node GPU by GPU), DOWN
+    alone."""
     first, *rest = gpu_queries(where) or [None]
-    return ["up" if first is None else f"up or {first}", *rest]
+    return [DOWN if first is None else f"{DOWN} or {first}", *rest]
 
 
-def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str, str]:
+def summary_queries(
+    skip: Where | None = None, shared: bool = False, readings: Where | None = None
+) -> dict[str, str]:
     """What each node (grouped by its host labels) sums up to, computed by Prometheus, one query
     per figure so that they run side by side: its GPUs (those that report a utilization), how
     many are free (view.is_free: no numeric job id, utilization under 5 % or unknown, memory
     under a tenth or unknown), and its readings within validate's bounds (SUMMED). A node with
     two vendors' exporters is two groups, which the client adds up. `skip`: nodes left out
     (those fetched GPU by GPU). `shared`: GPUs are seen through several series each (pods
-    sharing a GPU), so each is first reduced to one."""
+    sharing a GPU), so each is first reduced to one. `readings`: the nodes whose memory,
+    temperature and power are asked for (None: every node's; the utilization always is)."""
     not_skipped = [f"{label}!~{one_of(nodes)}" for label, nodes in sorted((skip or {}).items())]
 
     def per_gpu(metrics: Iterable[str], *matchers: str) -> str:
         selector = f"{{{','.join([names_of(metrics), *not_skipped, *matchers])}}}"
         return f"max by ({BY_GPU}) ({selector})" if shared else selector
+
+    def of_nodes(metrics: Iterable[str], where: Where) -> list[str]:
+        """Each GPU's series of `metrics` on these nodes, one selector per host label."""
+        metrics = list(metrics)
+        return [
+            per_gpu(metrics, f"{label}=~{one_of(nodes)}") for label, nodes in sorted(where.items())
+        ]
 
     def aliases(field: str) -> list[str]:
         return [metric for metric, _ in ALIASES[field]]
@@ -216,17 +234,31 @@ def summary_queries(skip: Where | None = None, shared: bool = False) -> dict[str
         # One GPU may give two of power's names: per node, the first present. Other fields'
         # names are two vendors', or one sensor renamed (or junction and edge: the hotter).
         sets = [[m] for m in aliases(field)] if field == "power_w" else [aliases(field)]
-        queries[field] = " or ".join(
-            f"{how} by ({BY_NODE}) ({per_gpu(names)} >= {lowest} <= {highest})" for names in sets
-        )
+        if field == "util" or readings is None:
+            selected = [[per_gpu(names)] for names in sets]
+        else:
+            selected = [of_nodes(names, readings) for names in sets]
+        parts = [
+            f"{how} by ({BY_NODE}) ({_united(selectors)} >= {lowest} <= {highest})"
+            for selectors in selected
+            if selectors
+        ]
+        if parts:  # none: no node's readings are asked for
+            queries[field] = " or ".join(parts)
     return queries
+
+
+def _united(selectors: Sequence[str]) -> str:
+    """Several selectors' series as one operand."""
+    return selectors[0] if len(selectors) == 1 else f"({' or '.join(selectors)})"
 
 
 def holder_queries(skip: Where | None = None, shared: bool = False) -> dict[str, str]:
     """Who holds the GPUs of the nodes not fetched GPU by GPU, per job and node (grouped by
     the job labels and the host labels), computed by Prometheus: the GPUs each job holds
-    there, how many of them report a utilization within bounds, and its sum. The answer grows
-    with the jobs' nodes, not the GPUs; the jobs table and the GPUs by user stay whole."""
+    there, how many of them report no utilization within bounds (the exception, so as a rule
+    an empty answer), and the sum of the others'. The answer grows with the jobs' nodes, not
+    the GPUs; the jobs table and the GPUs by user stay whole."""
     not_skipped = [f"{label}!~{one_of(nodes)}" for label, nodes in sorted((skip or {}).items())]
     names = names_of(metric for metric, _ in ALIASES["util"])
     numeric = promql_string("[0-9]+")
@@ -237,10 +269,11 @@ def holder_queries(skip: Where | None = None, shared: bool = False) -> dict[str,
     if shared:
         held = f"max by ({by}, {', '.join(INDEX_LABELS)}) ({held})"
     low, high = BOUNDS["util"]
+    known = f"({held}) >= {low} <= {high}"
     return {
         "gpus": f"count by ({by}) ({held})",
-        "known": f"count by ({by}) (({held}) >= {low} <= {high})",
-        "util": f"sum by ({by}) (({held}) >= {low} <= {high})",
+        "unknown": f"count by ({by}) (({held}) unless ({known}))",
+        "util": f"sum by ({by}) ({known})",
     }
 
 
@@ -532,6 +565,8 @@ class PrometheusBackend:
         self.client = client
         self.clock = clock
         self.detail: frozenset[str] | None = None  # nodes fetched GPU by GPU; None: all
+        # Nodes whose summaries carry memory, temperature and power; None: all.
+        self.reading_nodes: frozenset[str] | None = None
         # Node -> its GPUs as last seen, or only how many (a node seen as a summary): what a
         # node that goes down is shown with.
         self.known: dict[str, tuple[Gpu, ...] | int] = {}
@@ -586,8 +621,11 @@ class PrometheusBackend:
         )
         return cls(client)
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         self.detail = None if nodes is None else frozenset(nodes)
+        self.reading_nodes = None if readings is None else frozenset(readings)
 
     def _where(self, nodes: Collection[str]) -> dict[str, set[str]]:
         """The nodes by the labels that name them (every host label where not known yet)."""
@@ -606,14 +644,14 @@ class PrometheusBackend:
 
     def _sample(self, now: float) -> ClusterSnapshot:
         try:
-            up, series, groups, holders = self._ask()
+            exporters_down, series, groups, holders = self._ask()
         except BackendError as error:
             self._backoff = min(30.0, max(1.0, self._backoff * 2))
             self._retry_at = now + self._backoff
             self._last_error = str(error)
             raise
         self._backoff = 0.0
-        down = {labels.get("instance", "") for labels, value in up if value == 0} - {""}
+        down = {labels.get("instance", "") for labels, _ in exporters_down} - {""}
         gpus = self._read_gpus(series)
         summaries = self._read_summaries(groups)
         held = _read_holders(holders)
@@ -627,16 +665,17 @@ class PrometheusBackend:
         return self._snapshot(now, gpus, summaries, held, down)
 
     def _ask(self) -> tuple[list, list, dict[str, list], dict[str, list]]:
-        """`up`, the detail nodes' per-GPU series, the other nodes' summaries and who holds
-        their GPUs, asked at once. Summaries that find GPUs shared by pods (one GPU, several
+        """The exporters down, the detail nodes' per-GPU series, the other nodes' summaries and
+        who holds their GPUs, asked at once. Summaries that find GPUs shared by pods (one GPU, several
         series: Prometheus refuses to match them one to one) are asked again, each GPU
         reduced to one first."""
         detail = self.detail
         if detail is not None and self.known and detail.issuperset(self.known):
             detail = None  # every node is shown: all GPU by GPU (new nodes too), no summaries
         where = None if detail is None else self._where(detail)
+        readings = None if self.reading_nodes is None else self._where(self.reading_nodes)
         while True:
-            parts = {} if detail is None else summary_queries(where, self.shared)
+            parts = {} if detail is None else summary_queries(where, self.shared, readings)
             holders = {} if detail is None else holder_queries(where, self.shared)
             gpus = refresh_queries(where)
             queries = [(promql, "GPU metrics and exporter status") for promql in gpus]
@@ -649,13 +688,13 @@ class PrometheusBackend:
                     self.shared = True
                     continue
                 raise
-            up, series = [], []
+            exporters_down, series = [], []
             for answer in answers[: len(gpus)]:
                 for item in answer:
-                    (up if item[0].get("__name__") == "up" else series).append(item)
+                    (exporters_down if item[0].get("__name__") == "up" else series).append(item)
             rest = answers[len(gpus) :]
             return (
-                up,
+                exporters_down,
                 series,
                 dict(zip(parts, rest[: len(parts)], strict=True)),
                 dict(zip(holders, rest[len(parts) :], strict=True)),
@@ -717,41 +756,29 @@ class PrometheusBackend:
     def _read_summaries(self, groups: dict[str, list]) -> dict[str, NodeSummary]:
         """Node -> its summary, from the per-group answers of summary_queries; a node named in
         two groups (two vendors' exporters) is their sum."""
-        figures: dict[tuple[str, str, str], dict[str, float | None]] = {}
-        for name, answer in groups.items():
-            for labels, value in answer:
+        figures: dict[tuple[str, str, str], list] = {}  # group -> SUMMARY_FIGURES in order
+        for position, name in enumerate(SUMMARY_FIGURES):
+            for labels, value in groups.get(name, ()):
                 get = labels.get
                 group = (get("Hostname", ""), get("hostname", ""), get("instance", ""))
                 figure = figures.get(group)
                 if figure is None:
-                    figure = figures[group] = {}
-                figure[name] = value
+                    figure = figures[group] = [None] * len(SUMMARY_FIGURES)
+                figure[position] = value
         merged: dict[str, list] = {}
-        for group, figure in figures.items():
-            node = next((value for value in group if value), "")
-            gpus = int(figure.get("gpus") or 0)
+        for group, (gpus, free, util, used, free_mib, total, temp, power) in figures.items():
+            hostname, lower, instance = group
+            node = hostname or lower or instance
             if not node or not gpus:
                 continue
-            named_by = HOST_LABELS[group.index(node)]
+            named_by = "Hostname" if hostname else "hostname" if lower else "instance"
             self.host_labels.setdefault(node, set()).add(named_by)
-            if group[2]:
-                self.instances.setdefault(group[2], set()).add(node)
-            used, free, total = (
-                figure.get(f) for f in ("mem_used_mib", "mem_free_mib", "mem_total_mib")
-            )
-            if total is None and used is not None and free is not None:
-                total = used + free  # FB_TOTAL is not exported by default
-            util = figure.get("util")
+            if instance:
+                self.instances.setdefault(instance, set()).add(node)
+            if total is None and used is not None and free_mib is not None:
+                total = used + free_mib  # FB_TOTAL is not exported by default
             merged.setdefault(node, []).append(
-                (
-                    gpus,
-                    int(figure.get("free") or 0),
-                    util,
-                    used,
-                    total,
-                    figure.get("temp_c"),
-                    figure.get("power_w"),
-                )
+                (int(gpus), int(free or 0), util, used, total, temp, power)
             )
         return {node: _summed(parts) for node, parts in merged.items()}
 
@@ -921,10 +948,10 @@ def _collector_paused():
 
 
 def _read_holders(answers: dict[str, list]) -> dict[tuple[int, str], dict[str, list]]:
-    """(job, user) -> node -> [GPUs it holds there, how many report a utilization, their sum],
-    from the answers of holder_queries."""
+    """(job, user) -> node -> [GPUs it holds there, how many of them report no utilization,
+    the others' sum], from the answers of holder_queries."""
     out: dict[tuple[int, str], dict[str, list]] = {}
-    slot = {"gpus": 0, "known": 1, "util": 2}
+    slot = {"gpus": 0, "unknown": 1, "util": 2}
     for name, answer in answers.items():
         for labels, value in answer:
             holder = _holder(labels)
@@ -945,15 +972,21 @@ def _jobs(
     not a process of this machine): their GPUs one by one on the nodes listed, counted on the
     nodes only summarised; there the job's utilization is the mean over all its GPUs."""
     jobs = []
-    for key in sorted(set(held) | set(held_there)):
+    for key in sorted(held.keys() | held_there.keys()):
         job, user = key
-        gpus = sorted(held.get(key, ()), key=lambda g: (g.node, g.index))
-        elsewhere = {n: f for n, f in held_there.get(key, {}).items() if n not in down and f[0]}
+        listed = held.get(key)
+        gpus = sorted(listed, key=lambda g: (g.node, g.index)) if listed else ()
+        there = held_there.get(key)
+        elsewhere = (
+            sorted((n, f) for n, f in there.items() if n not in down and f[0]) if there else ()
+        )
         util = None
         if elsewhere:
             known = [g.util for g in gpus if g.util is not None]
-            count = len(known) + sum(int(f[1]) for f in elsewhere.values())
-            total = sum(known) + sum(f[2] for f in elsewhere.values())
+            count, total = len(known), sum(known)
+            for _, (gpu_count, unknown, util_sum) in elsewhere:
+                count += gpu_count - unknown
+                total += util_sum
             util = total / count if count else None
         jobs.append(
             Job(
@@ -964,7 +997,7 @@ def _jobs(
                 None,
                 tuple(g.location for g in gpus),
                 util=util,
-                summarised=tuple((n, int(f[0])) for n, f in sorted(elsewhere.items())),
+                summarised=tuple((n, int(f[0])) for n, f in elsewhere),
             )
         )
     return tuple(jobs)

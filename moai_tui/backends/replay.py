@@ -300,7 +300,9 @@ class ReplayBackend:
         self._status = self._status_at(elapsed, frame)
         return frame
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         pass  # a recording holds what it holds
 
     def local_catalog(self) -> Catalog | None:

@@ -361,7 +361,9 @@ class SimulatorBackend:
             )
         return out
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         pass  # the simulated cluster costs nothing to sample in full
 
     def local_catalog(self) -> None:

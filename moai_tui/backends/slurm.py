@@ -213,9 +213,11 @@ class SlurmBackend:
         self.plan = plan_for(self.version)
         self.metrics_error: str | None = None
         self._metrics_nodes: list[str] = []  # the metrics' node names, as last seen
-        # The nodes shown GPU by GPU (None: all), and the metrics' summaries of the others.
+        # The nodes shown GPU by GPU and those whose readings are shown (None: all), what the
+        # metrics were last told of them (under their names), the metrics' summaries of the rest.
         self.detail: frozenset[str] | None = None
-        self._told: frozenset[str] | None = None
+        self.shown_readings: frozenset[str] | None = None
+        self._told: tuple = (None, None)
         self.summaries: dict[str, NodeSummary] = {}
         # Job id -> its utilization where the metrics summarised its nodes (their job labels).
         self.job_utils: dict[int, float] = {}
@@ -311,12 +313,15 @@ class SlurmBackend:
         self.summaries, self.job_utils = {}, {}
         if self.metrics is None:
             return {}
-        wanted = self.detail
-        if wanted is not None and self._last is not None:
+        names = {}
+        if self._last is not None:
             names = metrics_names(self._last.nodes, self._metrics_nodes)
-            wanted = frozenset(names.get(node, node) for node in wanted)
+        wanted = tuple(
+            None if nodes is None else frozenset(names.get(node, node) for node in nodes)
+            for nodes in (self.detail, self.shown_readings)
+        )
         if wanted != self._told:
-            self.metrics.set_detail(wanted)
+            self.metrics.set_detail(*wanted)
             self._told = wanted
         try:
             snapshot = self.metrics.sample(())
@@ -334,10 +339,14 @@ class SlurmBackend:
             for node in snapshot.nodes
         }
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         """Nodes outside it come as summaries: Slurm's count of their GPUs and of those no job
-        holds, the metrics' summary of their readings."""
+        holds, the metrics' summary of their readings (memory, temperature and power only for
+        the nodes in `readings`)."""
         self.detail = None if nodes is None else frozenset(nodes)
+        self.shown_readings = None if readings is None else frozenset(readings)
 
     # Snapshot ------------------------------------------------------------------------------
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:

@@ -86,7 +86,9 @@ class SnapshotBackend:
     def sample(self, requests: Sequence[JobRequest] = ()) -> ClusterSnapshot:
         return self.pinned.snapshot
 
-    def set_detail(self, nodes: Collection[str] | None) -> None:
+    def set_detail(
+        self, nodes: Collection[str] | None, readings: Collection[str] | None = None
+    ) -> None:
         pass  # a saved moment holds what it holds
 
     def local_catalog(self) -> None:

@@ -68,7 +68,7 @@ from moai_tui.tui.widgets import (
     fmt_pct,
     load_class,
 )
-from moai_tui.view import DeviceView, node_memory, node_temp, node_util, plural
+from moai_tui.view import DeviceView, has_readings, node_memory, node_temp, node_util, plural
 
 MIN_SIZE = (60, 15)
 WIDE = 100  # from this width on, the side panel shows (HORIZONTAL_BREAKPOINTS below)
@@ -518,11 +518,19 @@ class MoaiApp(App[int]):
         self._show_detail()
 
     def on_cluster_grid_shown_changed(self, message: ClusterGrid.ShownChanged) -> None:
-        """A large cluster's backend fetches GPU by GPU only the nodes on screen; nodes that
-        came into view as summaries are asked for at once, not an interval later."""
-        self.ctx.set_detail(message.nodes)
-        if any(n.summary is not None for n in self.grid.nodes if n.name in message.nodes):
-            self.poll()
+        """A large cluster's backend fetches GPU by GPU only the nodes on screen, and the
+        others' readings only where drawn; nodes that came into view as summaries, or without
+        the readings now drawn, are asked for at once, not an interval later."""
+        self.ctx.set_detail(message.nodes, message.readings)
+        readings = message.readings
+        for node in self.grid.nodes:
+            summary = node.summary
+            if summary is not None and (
+                node.name in message.nodes
+                or ((readings is None or node.name in readings) and not has_readings(summary))
+            ):
+                self.poll()
+                return
 
     def on_device_table_highlighted(self, message: DeviceTable.Highlighted) -> None:
         self._show_grid()

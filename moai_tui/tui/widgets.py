@@ -35,6 +35,7 @@ from moai_tui.view import (
     node_temp,
     node_util,
     plural,
+    reading_nodes,
     temperature_band,
 )
 
@@ -472,11 +473,13 @@ class ClusterGrid(LineWidget, can_focus=True):
             self.node = node
 
     class ShownChanged(Message):
-        """The nodes to show GPU by GPU changed: the app asks the backend for their GPUs."""
+        """The nodes to show GPU by GPU, or those whose readings are drawn, changed: the app
+        asks the backend for them (view.detail_nodes, view.reading_nodes)."""
 
-        def __init__(self, nodes: frozenset[str]) -> None:
+        def __init__(self, nodes: frozenset[str], readings: frozenset[str] | None) -> None:
             super().__init__()
             self.nodes = nodes
+            self.readings = readings
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -492,6 +495,7 @@ class ClusterGrid(LineWidget, can_focus=True):
         self.node_rows: list[int] = []  # row of each node in `nodes`
         self.rows_needed = 0
         self.shown: frozenset[str] = frozenset()  # names of the nodes shown GPU by GPU
+        self.readings: frozenset[str] | None = None  # ... whose readings are drawn; None: all
         self.message = "waiting for the first sample..."
 
     # Data --------------------------------------------------------------------------------
@@ -580,7 +584,7 @@ class ClusterGrid(LineWidget, can_focus=True):
 
     def _tell_shown(self, total_rows: int, shown_rows: int) -> None:
         """Name the nodes to fetch GPU by GPU (view.detail_nodes: those on screen, the cursor's
-        always) when they change."""
+        always) and those whose readings are drawn (view.reading_nodes) when they change."""
         ends = self.node_rows[1:] + [total_rows]
         bottom = self.top + shown_rows
         on_screen = [
@@ -588,10 +592,12 @@ class ClusterGrid(LineWidget, can_focus=True):
             for node, first, end in zip(self.nodes, self.node_rows, ends, strict=True)
             if first < bottom and max(first + 1, end) > self.top
         ]
-        names = detail_nodes(on_screen, self.nodes[self.cursor])
-        if names != self.shown:
-            self.shown = names
-            self.post_message(self.ShownChanged(self.shown))
+        cursor = self.nodes[self.cursor]
+        names = detail_nodes(on_screen, cursor)
+        readings = reading_nodes(on_screen, cursor, self.mode in ("gpus", "stats"), self.sort)
+        if (names, readings) != (self.shown, self.readings):
+            self.shown, self.readings = names, readings
+            self.post_message(self.ShownChanged(names, readings))
 
     # Cells -------------------------------------------------------------------------------
     def _cell(self, gpu: Gpu, node: Node) -> Run:

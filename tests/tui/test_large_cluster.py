@@ -13,8 +13,8 @@ from moai_tui.context import Context
 from moai_tui.overview import summarise
 from moai_tui.pipeline import take_sample
 from moai_tui.tui.app import MoaiApp
-from moai_tui.tui.widgets import ClusterGrid
-from moai_tui.view import DETAIL_GPUS
+from moai_tui.tui.widgets import ClusterGrid, fmt_pct
+from moai_tui.view import DETAIL_GPUS, has_readings, node_memory
 
 from .helpers import T0, CountingSimulator, seed_state, settle
 
@@ -23,23 +23,32 @@ NODES = 300  # 2,400 GPUs: at 140x40 the grid shows a part of them and scrolls
 
 class SummarisingSimulator(CountingSimulator):
     """The simulator as a large cluster's backend answers: the nodes outside the detail it was
-    given as summaries (no GPUs), every node in full until it is given one."""
+    given as summaries (no GPUs), with memory, temperature and power only where it was asked
+    for them; every node in full until it is given a detail."""
 
     def __init__(self, t: float, **kwargs):
         super().__init__(t, **kwargs)
         self.detail: frozenset[str] | None = None
+        self.readings: frozenset[str] | None = None
 
-    def set_detail(self, nodes) -> None:
+    def set_detail(self, nodes, readings=None) -> None:
         self.detail = None if nodes is None else frozenset(nodes)
+        self.readings = None if readings is None else frozenset(readings)
 
     def sample(self, requests=()):
         snapshot = super().sample(requests)
         if self.detail is None:
             return snapshot
-        return replace(
-            snapshot,
-            nodes=tuple(n if n.name in self.detail else as_summary(n) for n in snapshot.nodes),
-        )
+        return replace(snapshot, nodes=tuple(self._summarised(n) for n in snapshot.nodes))
+
+    def _summarised(self, node):
+        if node.name in self.detail:
+            return node
+        node = as_summary(node)
+        if self.readings is None or node.name in self.readings:
+            return node
+        counts = replace(node.summary, mem_used_mib=None, mem_total_mib=None, temp_c=None)
+        return replace(node, summary=replace(counts, power_w=None))
 
 
 def large_app(config_dir, nodes: int = NODES) -> MoaiApp:
@@ -128,3 +137,40 @@ async def test_a_screen_of_many_nodes_gets_the_cursor_node_gpu_by_gpu(config_dir
         assert "".join(text for text, _ in grid.lines[-1]).startswith(row_start)
         first = next(n.name for n in grid.nodes if n.name not in mine)
         assert last in app.backend.detail and first not in app.backend.detail
+
+        # Cells show no node's memory or temperature: none is asked for but the cursor's (its
+        # panel's). Sorted by memory, every node's is, and the grid is ordered by it.
+        assert grid.readings == {last} == app.backend.readings
+        assert not any(has_readings(n.summary) for n in grid.nodes if n.summary is not None)
+        await pilot.press("s", "s")  # name -> util -> memory
+        assert grid.sort == "memory" and grid.readings is None
+        await with_readings(pilot, app)
+        steps = [round(node_memory(n) / 5) for n in grid.nodes]
+        assert steps == sorted(steps, reverse=True)
+
+
+async def test_a_screen_of_node_figures_gets_those_nodes_readings(config_dir):
+    """70 nodes (560 GPUs) side by side with their figures at 200x60: more than DETAIL_GPUS on
+    screen, so they come as summaries, each with the memory and temperature drawn beside it."""
+    app = large_app(config_dir, nodes=70)
+    async with app.run_test(size=(200, 60)) as pilot:
+        await settle(pilot, app, samples=2)
+        grid = app.query_one(ClusterGrid)
+        assert grid.mode == "stats" and grid.rows_needed <= grid.budget
+        everyone = {n.name for n in grid.nodes}
+        assert grid.shown == {grid.current_node()} and grid.readings == everyone
+        await with_readings(pilot, app)
+        assert app.backend.readings == everyone
+        busy = next(n for n in grid.nodes if n.summary is not None and node_memory(n))
+        figures = "".join(text for text, _ in grid._node_figures(busy))
+        assert f"mem {fmt_pct(node_memory(busy)):>4}" in figures and "°C" in figures
+
+
+async def with_readings(pilot, app) -> None:
+    """Wait until every summarised node carries its readings; fail if one never does."""
+    for _ in range(500):
+        nodes = app.query_one(ClusterGrid).nodes
+        if all(has_readings(n.summary) for n in nodes if n.summary is not None):
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("summaries still without readings")
