@@ -201,7 +201,11 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
         on_screen = nodes[:DASHBOARD_NODES]
         dense = len(nodes) > DASHBOARD_NODES
         shown = detail_nodes(on_screen, cursor=nodes[0])
-        dashboard.set_detail(shown, reading_nodes(on_screen, nodes[0], not dense, "name"))
+        readings = reading_nodes(on_screen, nodes[0], not dense, "name")
+        dashboard.set_detail(shown, readings)
+        # Nodes drawn from summaries that carry their memory, temperature and power.
+        every = {node.name for node in nodes}
+        with_readings = len((every if readings is None else readings) - shown)
         variants["dashboard"] = dashboard
         waits = {name: Waits(b.client) for name, b in variants.items()}
         for backend in variants.values():
@@ -228,8 +232,9 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
                     )
         for entry in out:
             assert entry["gpus"] == gpus, entry
-        record("prometheus", {"gpus": gpus, "shown": len(shown), "refreshes": out})
-        return [{**entry, "size": gpus, "shown": len(shown)} for entry in out]
+        counts = {"shown": len(shown), "with_readings": with_readings}
+        record("prometheus", {"gpus": gpus, **counts, "refreshes": out})
+        return [{**entry, "size": gpus, **counts} for entry in out]
     finally:
         prometheus.send_signal(signal.SIGTERM)
         prometheus.wait(30)
@@ -240,7 +245,7 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
 def rows(entries: list[dict]) -> list[dict]:
     out = []
     gpus = entries[0]["size"]
-    shown = entries[0]["shown"]
+    shown, with_readings = entries[0]["shown"], entries[0]["with_readings"]
 
     def of(variant: str) -> list[dict]:
         return [e for e in entries if e["variant"] == variant]
@@ -258,7 +263,11 @@ def rows(entries: list[dict]) -> list[dict]:
     base = "before" if of("before") else "smi"
     base_wall, base_text = spread(of(base), "wall")
     for variant, what in (
-        ("dashboard", f"dashboard 200x60, {plural(shown, 'node')} GPU by GPU"),
+        (
+            "dashboard",
+            f"dashboard 200x60, {plural(shown, 'node')} GPU by GPU, "
+            f"{plural(with_readings, 'summarised node')} with readings",
+        ),
         ("smi", "smi (every GPU)"),
         ("before", "before (every GPU, the old queries)"),
     ):
