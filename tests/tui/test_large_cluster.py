@@ -144,8 +144,8 @@ async def test_a_screen_of_many_nodes_gets_the_cursor_node_gpu_by_gpu(config_dir
         assert not any(has_readings(n.summary) for n in grid.nodes if n.summary is not None)
         await pilot.press("s", "s")  # name -> util -> memory
         assert grid.sort == "memory" and grid.readings is None
-        await with_readings(pilot, app)
-        steps = [round(node_memory(n) / 5) for n in grid.nodes]
+        await until(pilot, lambda: every_summary_has_readings(grid), "summaries lack readings")
+        steps = [round((node_memory(n) or -5) / 5) for n in grid.nodes]  # as sort_nodes does
         assert steps == sorted(steps, reverse=True)
 
 
@@ -159,18 +159,22 @@ async def test_a_screen_of_node_figures_gets_those_nodes_readings(config_dir):
         assert grid.mode == "stats" and grid.rows_needed <= grid.budget
         everyone = {n.name for n in grid.nodes}
         assert grid.shown == {grid.current_node()} and grid.readings == everyone
-        await with_readings(pilot, app)
-        assert app.backend.readings == everyone
+        # The first sample brought every node's readings; the backend is now asked for these.
+        await until(pilot, lambda: app.backend.readings == everyone, "readings never asked")
+        await until(pilot, lambda: every_summary_has_readings(grid), "summaries lack readings")
         busy = next(n for n in grid.nodes if n.summary is not None and node_memory(n))
         figures = "".join(text for text, _ in grid._node_figures(busy))
         assert f"mem {fmt_pct(node_memory(busy)):>4}" in figures and "°C" in figures
 
 
-async def with_readings(pilot, app) -> None:
-    """Wait until every summarised node carries its readings; fail if one never does."""
+def every_summary_has_readings(grid: ClusterGrid) -> bool:
+    return all(has_readings(n.summary) for n in grid.nodes if n.summary is not None)
+
+
+async def until(pilot, condition, failure: str) -> None:
+    """Wait until `condition()` holds (the poller runs in a thread); fail saying `failure`."""
     for _ in range(500):
-        nodes = app.query_one(ClusterGrid).nodes
-        if all(has_readings(n.summary) for n in nodes if n.summary is not None):
+        if condition():
             return
         await pilot.pause(0.02)
-    raise AssertionError("summaries still without readings")
+    raise AssertionError(failure)
