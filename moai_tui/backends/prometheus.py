@@ -666,8 +666,8 @@ class PrometheusBackend:
 
     def _ask(self) -> tuple[list, list, dict[str, list], dict[str, list]]:
         """The exporters down, the detail nodes' per-GPU series, the other nodes' summaries and
-        who holds their GPUs, asked at once. Summaries that find GPUs shared by pods (one GPU, several
-        series: Prometheus refuses to match them one to one) are asked again, each GPU
+        who holds their GPUs, asked at once. Summaries that find GPUs shared by pods (one GPU,
+        several series: Prometheus refuses to match them one to one) are asked again, each GPU
         reduced to one first."""
         detail = self.detail
         if detail is not None and self.known and detail.issuperset(self.known):
