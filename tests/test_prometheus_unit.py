@@ -625,6 +625,14 @@ def test_detail_nodes_are_listed_gpu_by_gpu_the_others_summarised(canned):
     assert len(canned.queries) - asked == refresh
     line = summarise(snapshot, (), ())
     assert (line.gpus, line.free, line.nodes) == (18, 3 + 7, 3)  # n1's two are busy
+    # The cursor on n1, listed GPU by GPU: its readings come with its GPUs, none asked again.
+    b.set_detail({"n1"}, readings={"n1"})
+    asked = len(canned.queries)
+    listed = nodes["n1"].gpus
+    nodes = {n.name: n for n in b.sample().nodes}
+    assert len(canned.queries) - asked == len(refresh_queries(where)) + 3 + len(HOLDERS)
+    assert nodes["n1"].gpus == listed and listed[0].mem_used_mib == 1000
+    assert nodes["n2"].summary == NodeSummary(8, 3, 0, 40.0, None, None, None, None)
 
 
 def test_summaries_carry_readings_only_for_the_nodes_asked(canned):

@@ -673,7 +673,13 @@ class PrometheusBackend:
         if detail is not None and self.known and detail.issuperset(self.known):
             detail = None  # every node is shown: all GPU by GPU (new nodes too), no summaries
         where = None if detail is None else self._where(detail)
-        readings = None if self.reading_nodes is None else self._where(self.reading_nodes)
+        # A node fetched GPU by GPU brings its readings with its GPUs: not asked for again (the
+        # cursor's node, as a rule, which would cost 5 queries of empty answers).
+        readings = (
+            None
+            if self.reading_nodes is None or detail is None
+            else self._where(self.reading_nodes - detail)
+        )
         while True:
             parts = {} if detail is None else summary_queries(where, self.shared, readings)
             holders = {} if detail is None else holder_queries(where, self.shared)
@@ -765,22 +771,40 @@ class PrometheusBackend:
                 if figure is None:
                     figure = figures[group] = [None] * len(SUMMARY_FIGURES)
                 figure[position] = value
-        merged: dict[str, list] = {}
+        host_labels, instances = self.host_labels, self.instances
+        summaries: dict[str, NodeSummary] = {}
+        first: dict[str, tuple] = {}  # node -> the figures of the first group naming it
+        several: dict[str, list] = {}  # node -> each group's figures, where two groups name it
+        # Per node, not per series: a thousand nodes a refresh at 10,000 GPUs, so the labels
+        # and exporters already known are checked before anything is allocated.
         for group, (gpus, free, util, used, free_mib, total, temp, power) in figures.items():
             hostname, lower, instance = group
             node = hostname or lower or instance
             if not node or not gpus:
                 continue
             named_by = "Hostname" if hostname else "hostname" if lower else "instance"
-            self.host_labels.setdefault(node, set()).add(named_by)
+            named = host_labels.get(node)
+            if named is None:
+                host_labels[node] = {named_by}
+            elif named_by not in named:
+                named.add(named_by)
             if instance:
-                self.instances.setdefault(instance, set()).add(node)
+                served = instances.get(instance)
+                if served is None:
+                    instances[instance] = {node}
+                else:
+                    served.add(node)
             if total is None and used is not None and free_mib is not None:
                 total = used + free_mib  # FB_TOTAL is not exported by default
-            merged.setdefault(node, []).append(
-                (int(gpus), int(free or 0), util, used, total, temp, power)
-            )
-        return {node: _summed(parts) for node, parts in merged.items()}
+            part = (int(gpus), int(free or 0), util, used, total, temp, power)
+            if node in first:  # a second vendor's exporter on the node: added up below
+                several.setdefault(node, [first[node]]).append(part)
+            else:
+                first[node] = part
+                summaries[node] = _summary(part)
+        for node, parts in several.items():
+            summaries[node] = _summary(_added(parts))
+        return summaries
 
     def _learn_down(self, series) -> None:
         """Nodes of exporters down since before this process looked, from their last series."""
@@ -951,15 +975,21 @@ def _read_holders(answers: dict[str, list]) -> dict[tuple[int, str], dict[str, l
     """(job, user) -> node -> [GPUs it holds there, how many of them report no utilization,
     the others' sum], from the answers of holder_queries."""
     out: dict[tuple[int, str], dict[str, list]] = {}
-    slot = {"gpus": 0, "unknown": 1, "util": 2}
-    for name, answer in answers.items():
-        for labels, value in answer:
+    for slot, name in enumerate(("gpus", "unknown", "util")):
+        for labels, value in answers.get(name, ()):
             holder = _holder(labels)
-            node = labels.get("Hostname") or labels.get("hostname") or labels.get("instance")
+            get = labels.get
+            node = get("Hostname") or get("hostname") or get("instance")
             if holder is None or not node or value is None:
                 continue
-            figures = out.setdefault((int(holder[0]), holder[1]), {}).setdefault(node, [0, 0, 0.0])
-            figures[slot[name]] += value
+            key = (int(holder[0]), holder[1])
+            nodes = out.get(key)
+            if nodes is None:
+                nodes = out[key] = {}
+            figures = nodes.get(node)
+            if figures is None:
+                figures = nodes[node] = [0, 0, 0.0]
+            figures[slot] += value
     return out
 
 
@@ -978,7 +1008,7 @@ def _jobs(
         gpus = sorted(listed, key=lambda g: (g.node, g.index)) if listed else ()
         there = held_there.get(key)
         elsewhere = (
-            sorted((n, f) for n, f in there.items() if n not in down and f[0]) if there else ()
+            sorted([(n, f) for n, f in there.items() if f[0] and n not in down]) if there else ()
         )
         util = None
         if elsewhere:
@@ -995,9 +1025,9 @@ def _jobs(
                 user,
                 f"job {job}",
                 None,
-                tuple(g.location for g in gpus),
+                tuple([g.location for g in gpus]) if gpus else (),
                 util=util,
-                summarised=tuple((n, int(f[0])) for n, f in elsewhere),
+                summarised=tuple([(n, int(f[0])) for n, f in elsewhere]),
             )
         )
     return tuple(jobs)
@@ -1073,11 +1103,10 @@ def _gpu(node: str, index: int, slot: dict, labels: dict) -> Gpu:
     )
 
 
-def _summed(parts: list[tuple]) -> NodeSummary:
-    """A node's summary from its groups' figures (one group per vendor's exporter, as a rule):
-    (GPUs, free, mean utilization, memory used, total, hottest, power)."""
-    # One group is the rule (a thousand nodes a refresh at 10,000 GPUs): nothing to add up.
-    gpus, free, util, used, memory, temp, power = parts[0] if len(parts) == 1 else _added(parts)
+def _summary(figures: tuple) -> NodeSummary:
+    """A node's summary from its figures: (GPUs, free, mean utilization, memory used, total,
+    hottest, power)."""
+    gpus, free, util, used, memory, temp, power = figures
     return NodeSummary(
         gpus=gpus,
         free=free,
