@@ -699,6 +699,38 @@ def test_jobs_on_summarised_nodes_are_counted_whole(canned):
     assert summarise(snapshot, (), ()).users == (("ann", 5), ("bo", 3))
 
 
+def test_summarised_nodes_and_jobs_follow_their_figures_from_one_refresh_to_the_next(canned):
+    """Between scrapes Prometheus's figures stay the same: the nodes and jobs built from them
+    are last refresh's again. Figures that changed give new ones, exactly as on a first
+    refresh."""
+    b = backend(canned.url)
+    canned.gpus([series("DCGM_FI_DEV_GPU_UTIL", 5, Hostname=n, gpu="0") for n in ("n1", "n2")])
+    b.sample()
+    where = {"Hostname": {"n1"}}
+    canned.gpus([series("DCGM_FI_DEV_GPU_UTIL", 5, Hostname="n1", gpu="0")], where)
+    n2 = {"Hostname": "n2", "instance": "10.0.0.2:9400"}
+    held = {**n2, "job_id": "9", "job_user": "bo"}
+
+    def scraped(util: float, job_util: float) -> None:
+        groups = {("n2", "", "10.0.0.2:9400"): {"gpus": 8, "free": 5, "util": util}}
+        canned.summaries(where, groups, held=[(held, {"gpus": 3, "util": job_util})])
+
+    scraped(40.0, 120)
+    b.set_detail({"n1"})
+    first = b.sample()
+    again = b.sample()
+    assert again.nodes[1] is first.nodes[1] and again.jobs[0] is first.jobs[0]
+    scraped(45.0, 150)
+    changed = b.sample()
+    assert changed.nodes[1].summary == NodeSummary(8, 5, 0, 45.0, None, None, None, None)
+    assert changed.jobs[0].util == 150 / 3
+    fresh = backend(canned.url)
+    fresh.sample()
+    fresh.set_detail({"n1"})
+    built_anew = fresh.sample()
+    assert (built_anew.nodes, built_anew.jobs) == (changed.nodes, changed.jobs)
+
+
 def test_a_node_not_seen_yet_is_asked_for_under_every_host_label(canned):
     b = backend(canned.url)
     b.set_detail({"amd1"})

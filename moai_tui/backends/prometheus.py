@@ -586,6 +586,11 @@ class PrometheusBackend:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._last_error = ""
+        # Last refresh's summarised nodes and jobs, by what they were built from: Prometheus's
+        # figures change only where a scrape landed since (a few nodes a second), so the rest
+        # are the same objects again, not rebuilt.
+        self._summarised: dict[str, tuple[tuple, Node]] = {}
+        self._jobs_there: dict[tuple[int, str], tuple[dict[str, list], Job]] = {}
 
     @classmethod
     def from_config(
@@ -759,8 +764,8 @@ class PrometheusBackend:
                 gpu[1] = labels  # who holds a GPU is read from its utilization's labels
         return gpus
 
-    def _read_summaries(self, groups: dict[str, list]) -> dict[str, NodeSummary]:
-        """Node -> its summary, from the per-group answers of summary_queries; a node named in
+    def _read_summaries(self, groups: dict[str, list]) -> dict[str, tuple]:
+        """Node -> its summary's figures (_summary's), from the per-group answers of summary_queries; a node named in
         two groups (two vendors' exporters) is their sum."""
         figures: dict[tuple[str, str, str], list] = {}  # group -> SUMMARY_FIGURES in order
         for position, name in enumerate(SUMMARY_FIGURES):
@@ -772,8 +777,7 @@ class PrometheusBackend:
                     figure = figures[group] = [None] * len(SUMMARY_FIGURES)
                 figure[position] = value
         host_labels, instances = self.host_labels, self.instances
-        summaries: dict[str, NodeSummary] = {}
-        first: dict[str, tuple] = {}  # node -> the figures of the first group naming it
+        summaries: dict[str, tuple] = {}
         several: dict[str, list] = {}  # node -> each group's figures, where two groups name it
         # Per node, not per series: a thousand nodes a refresh at 10,000 GPUs, so the labels
         # and exporters already known are checked before anything is allocated.
@@ -797,13 +801,12 @@ class PrometheusBackend:
             if total is None and used is not None and free_mib is not None:
                 total = used + free_mib  # FB_TOTAL is not exported by default
             part = (int(gpus), int(free or 0), util, used, total, temp, power)
-            if node in first:  # a second vendor's exporter on the node: added up below
-                several.setdefault(node, [first[node]]).append(part)
+            if node in summaries:  # a second vendor's exporter on the node: added up below
+                several.setdefault(node, [summaries[node]]).append(part)
             else:
-                first[node] = part
-                summaries[node] = _summary(part)
+                summaries[node] = part
         for node, parts in several.items():
-            summaries[node] = _summary(_added(parts))
+            summaries[node] = _added(parts)
         return summaries
 
     def _learn_down(self, series) -> None:
@@ -827,7 +830,7 @@ class PrometheusBackend:
         self,
         now: float,
         gpus: dict[tuple[str, str, str], list],
-        summaries: dict[str, NodeSummary],
+        summaries: dict[str, tuple],
         held_there: dict[tuple[int, str], dict[str, list]],
         down_instances: set[str],
     ) -> ClusterSnapshot:
@@ -855,13 +858,14 @@ class PrometheusBackend:
                 user = _holder(labels)[1]
                 held.setdefault((gpu.job_id, user), []).append(gpu)
         out = []
+        summarised, self._summarised = self._summarised, {}
         for name in sorted(set(listed) | set(summaries) | set(self.known)):
             if name in down or (name not in listed and name not in summaries):
                 # Its exporter is down or its series vanished: shown down, not dropped.
                 if name in listed:
                     seen: tuple[Gpu, ...] | int = tuple(listed[name])
                 elif name in summaries:
-                    seen = summaries[name].gpus
+                    seen = summaries[name][0]
                 else:
                     seen = self.known[name]
                 out.append(_down_node(name, self.known.get(name) or seen))
@@ -870,9 +874,17 @@ class PrometheusBackend:
                 self.known[name] = node_gpus
                 out.append(Node(name, node_gpus))
             else:
-                summary = summaries[name]
-                self.known[name] = summary.gpus
-                out.append(Node(name, (), summary=summary))
+                figures = summaries[name]
+                self.known[name] = figures[0]
+                last = summarised.get(name)
+                node = (
+                    last[1]
+                    if last is not None and last[0] == figures
+                    else Node(name, (), summary=_summary(figures))
+                )
+                self._summarised[name] = (figures, node)
+                out.append(node)
+        jobs, self._jobs_there = _jobs(held, held_there, down, self._jobs_there)
         return ClusterSnapshot(
             time=now,
             backend=self.name,
@@ -880,7 +892,7 @@ class PrometheusBackend:
             nodes=tuple(out),
             # The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids;
             # pid 0: not a process of this machine).
-            jobs=_jobs(held, held_there, down),
+            jobs=jobs,
             # The one version Prometheus knows is the NVIDIA driver's, from dcgm-exporter's
             # label; nothing says which is the latest.
             platform=NVIDIA_DRIVER if self.driver != "-" else "Prometheus",
@@ -997,16 +1009,26 @@ def _jobs(
     held: dict[tuple[int, str], list[Gpu]],
     held_there: dict[tuple[int, str], dict[str, list]],
     down: set[str],
-) -> tuple[Job, ...]:
+    last: dict[tuple[int, str], tuple[dict[str, list], Job]],
+) -> tuple[tuple[Job, ...], dict[tuple[int, str], tuple[dict[str, list], Job]]]:
     """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids; pid 0:
     not a process of this machine): their GPUs one by one on the nodes listed, counted on the
-    nodes only summarised; there the job's utilization is the mean over all its GPUs."""
+    nodes only summarised; there the job's utilization is the mean over all its GPUs. With the
+    jobs only on summarised nodes, by what they were built from: `last`, the previous refresh's,
+    whose job that is built from the same is taken again."""
     jobs = []
+    summarised_only = {}
     for key in sorted(held.keys() | held_there.keys()):
         job, user = key
         listed = held.get(key)
-        gpus = sorted(listed, key=lambda g: (g.node, g.index)) if listed else ()
         there = held_there.get(key)
+        if not listed and not down:
+            built = last.get(key)
+            if built is not None and built[0] == there:
+                jobs.append(built[1])
+                summarised_only[key] = built
+                continue
+        gpus = sorted(listed, key=lambda g: (g.node, g.index)) if listed else ()
         elsewhere = (
             sorted([(n, f) for n, f in there.items() if f[0] and n not in down]) if there else ()
         )
@@ -1030,7 +1052,9 @@ def _jobs(
                 summarised=tuple([(n, int(f[0])) for n, f in elsewhere]),
             )
         )
-    return tuple(jobs)
+        if not listed and not down:
+            summarised_only[key] = (there, jobs[-1])
+    return tuple(jobs), summarised_only
 
 
 def _gpu_key(labels: dict) -> tuple[str, str, str] | None:
