@@ -1,21 +1,25 @@
 """Prometheus backend refresh against a real local server: 384, 1,000, 10,000 and 50,000 GPUs of
 a simulated cluster, as `moai-tui exporter` serves them, scraped by Debian's Prometheus.
 
-Per size, refreshes of: `smi`'s path (every node GPU by GPU) and the dashboard's at 200x60 (the
-nodes view.detail_nodes picks from those its grid shows GPU by GPU, the rest as Prometheus's
-per-node summaries, with readings where view.reading_nodes says), and with
-`--before REV` the backend as it was at that git revision, interleaved in each run. Each
+The cluster is scraped as a real one is: an exporter per node (a target each, at its own offset
+in the scrape interval), whose figures change at every scrape. Each node's answers are two
+scrapes of `moai-tui exporter` (clock frozen 7 s apart), taken beforehand and served in turn by
+a process of their own: a Python exporter printing 70,000 samples every scrape would load the
+machine the figures are taken on.
+
+Per size, refreshes at the dashboard's pace (one a second) of: `smi`'s path (every node GPU by
+GPU); the dashboard's at 200x60 (the nodes view.detail_nodes picks from those its grid shows
+GPU by GPU, the rest as Prometheus's per-node summaries, with readings where
+view.reading_nodes says), where the nodes no scrape changed since the last refresh are last
+refresh's again; the same with nothing kept (every node's figures new: a first refresh); and
+with `--before REV` the backend as it was at that git revision, interleaved in each run. Each
 refresh: its wall time, moai-tui's own share (the wall time beyond waiting for answers, and
 this process's CPU), and the Prometheus server's CPU (from /proc). Server and client share this
-machine's cores, each slowing the other; so the dashboard's refreshes are also timed on one
-refresh's answers replayed once Prometheus is stopped: moai-tui's work alone, as where
+machine's cores, each slowing the other; so the dashboard's refreshes are also timed on the
+answers they got, replayed once Prometheus is stopped: moai-tui's work alone, as where
 Prometheus runs on a machine of its own.
 
     nice -n 10 python3 -m benchmarks.bench_prometheus [--before REV] [--sizes 384,1000]
-
-The exporter's answer is taken once (its clock is frozen, so every scrape is the same) and
-served from a file: a Python exporter printing 70,000 samples every scrape would load the
-machine the figures are taken on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import http.server
 import importlib.util
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -32,9 +37,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 
 from benchmarks.common import RAW, median, moai_command, no_baseline, p95, record, write_section
@@ -48,6 +53,10 @@ SIZES = {384: 48, 1000: 125, 10000: 1250, 50000: 6250}
 DASHBOARD_NODES = 16 * 34
 ROW_PREFIX = "| prometheus refresh"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Two scrapes of the simulated cluster, 7 s apart: what each node's exporter answers in turn.
+SCRAPED_AT = (1780000000, 1780000007)
+REFRESH_INTERVAL = 1.0  # the dashboard's default (config.py)
+DASHBOARDS = ("dashboard", "first")  # the variants the issue's goals are for
 
 
 def free_port() -> int:
@@ -61,15 +70,12 @@ def natural(name: str) -> tuple:
     return (name.rstrip("0123456789"), int(digits) if digits else 0)
 
 
-def exporter_answer(nodes: int, work: Path) -> bytes:
-    """One scrape of `moai-tui exporter` over a simulated cluster of `nodes` nodes."""
+def exporter_answer(nodes: int, work: Path, at: int) -> bytes:
+    """One scrape of `moai-tui exporter` over a simulated cluster of `nodes` nodes, its clock
+    frozen at `at`."""
     (work / "config").mkdir(exist_ok=True)
     (work / "config" / "config.toml").write_text(f"[simulator]\nnodes = {nodes}\n")
-    env = {
-        **os.environ,
-        "MOAI_TUI_CONFIG_DIR": str(work / "config"),
-        "MOAI_TUI_SIM_TIME": "1780000000",
-    }
+    env = {**os.environ, "MOAI_TUI_CONFIG_DIR": str(work / "config"), "MOAI_TUI_SIM_TIME": str(at)}
     port = free_port()
     listen = ["--listen", f"127.0.0.1:{port}"]
     command = [*moai_command(), "exporter", "--backend", "simulator", *listen]
@@ -89,9 +95,29 @@ def exporter_answer(nodes: int, work: Path) -> bytes:
         exporter.wait(10)
 
 
-def serve(body: bytes) -> http.server.ThreadingHTTPServer:
+def by_node(body: bytes) -> dict[str, bytes]:
+    """An exporter's answer split by the node each sample names (Hostname): what each node's
+    own exporter would answer. HELP and TYPE lines are left out (the samples stay gauges)."""
+    out: dict[str, list[bytes]] = {}
+    for line in body.splitlines():
+        if line and not line.startswith(b"#"):
+            node = line.split(b'Hostname="', 1)[1].split(b'"', 1)[0].decode()
+            out.setdefault(node, []).append(line)
+    return {node: b"\n".join(lines) + b"\n" for node, lines in out.items()}
+
+
+def serve_nodes(port: int, scrapes: tuple[dict[str, bytes], ...]) -> None:
+    """Every node's exporter on one port, /metrics?node=NAME (run in a process of its own, so
+    that its work is not counted as moai-tui's): each scrape of a node answers the next of
+    `scrapes`, in turn, so that its figures change at every scrape as a live cluster's do."""
+    served: dict[str, int] = {}
+
     class Metrics(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            node = self.path.partition("node=")[2]
+            turn = served.get(node, 0)
+            served[node] = turn + 1
+            body = scrapes[turn % len(scrapes)].get(node, b"")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(body)))
@@ -101,9 +127,19 @@ def serve(body: bytes) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Metrics).serve_forever()
+
+
+def prometheus_config(port: int, nodes: Iterable[str], interval: str) -> str:
+    """A target per node, as a cluster runs an exporter on each: labelled with its node's own
+    address, as Prometheus would label it, and scraped at its own offset in the interval."""
+    targets = [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"__param_node": n, "instance": f"{n}:9400"}}
+        for n in nodes
+    ]
+    scrape = {"job_name": "moai", "static_configs": targets}
+    timing = {"scrape_interval": interval, "scrape_timeout": interval}
+    return json.dumps({"global": timing, "scrape_configs": [scrape]})
 
 
 def wait_for_gpus(url: str, count: int, timeout: float = 300.0) -> None:
@@ -171,14 +207,15 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
     from moai_tui.backends.prometheus import PrometheusBackend, PrometheusClient
 
     work = Path(tempfile.mkdtemp(prefix="moai-prom-bench-"))
-    server = serve(exporter_answer(nodes, work))
+    scrapes = tuple(by_node(exporter_answer(nodes, work, at)) for at in SCRAPED_AT)
+    exporter_port = free_port()
+    exporters = multiprocessing.get_context("fork").Process(
+        target=serve_nodes, args=(exporter_port, scrapes), daemon=True
+    )
+    exporters.start()
     interval = "10s" if gpus <= 10000 else "60s"  # a 50,000-GPU scrape takes seconds to ingest
     port = free_port()
-    (work / "prom.yml").write_text(
-        f"global: {{scrape_interval: {interval}, scrape_timeout: {interval}}}\n"
-        "scrape_configs:\n  - job_name: moai\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{server.server_port}']}}]\n"
-    )
+    (work / "prom.yml").write_text(prometheus_config(exporter_port, scrapes[0], interval))
     prometheus = subprocess.Popen(
         [
             shutil.which("prometheus"),
@@ -210,13 +247,30 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
         every = {node.name for node in nodes}
         with_readings = len((every if readings is None else readings) - shown)
         variants["dashboard"] = dashboard
+        if len(shown) < len(nodes):  # some nodes summarised
+            # The same refresh with nothing kept from the last: every node's figures new, as on
+            # a first refresh, or where one exporter serves the whole cluster (scraped at once).
+            variants["first"] = PrometheusBackend(PrometheusClient(url, timeout=timeout))
+            variants["first"].set_detail(shown, readings)
         waits = {name: Waits(b.client) for name, b in variants.items()}
         for backend in variants.values():
             backend.sample()  # connections open, labels learnt
+        answers = recording(dashboard)
         out = []
+        next_refresh = time.monotonic()
         for run in range(runs):
-            for _ in range(refreshes):
-                for name, backend in variants.items():
+            for refresh in range(refreshes):
+                # At the dashboard's pace: between two refreshes, the scrapes of a second land.
+                time.sleep(max(0.0, next_refresh - time.monotonic()))
+                next_refresh = time.monotonic() + REFRESH_INTERVAL
+                answers.append({})
+                # Each variant in turn first: none always follows smi's load on the server.
+                order = list(variants.items())
+                turn = (run * refreshes + refresh) % len(order)
+                for name, backend in order[turn:] + order[:turn]:
+                    if name == "first":
+                        backend._summarised.clear()  # what the last refresh built
+                        backend._jobs_there.clear()
                     waited, server_cpu = waits[name](), cpu_seconds(prometheus.pid)
                     wall, cpu = time.perf_counter(), time.process_time()
                     snapshot = backend.sample()
@@ -233,11 +287,11 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
                             "listed": sum(len(n.gpus) for n in snapshot.nodes),
                         }
                     )
-        answers = recorded(dashboard)
     finally:
         prometheus.send_signal(signal.SIGTERM)
         prometheus.wait(30)
-        server.shutdown()
+        exporters.terminate()
+        exporters.join(10)
         shutil.rmtree(work, ignore_errors=True)
     out += replayed(dashboard, answers, runs, refreshes)
     for entry in out:
@@ -247,29 +301,30 @@ def measure(gpus: int, nodes: int, runs: int, refreshes: int, before: str | None
     return [{**entry, "size": gpus, **counts} for entry in out]
 
 
-def recorded(backend) -> dict[str, bytes]:
-    """The answers of one refresh, by query."""
-    answers = {}
+def recording(backend) -> list[dict[str, bytes]]:
+    """The answers the backend gets from now on, refresh by refresh, by query (the caller
+    appends a refresh's dict before it asks)."""
+    answers: list[dict[str, bytes]] = []
     ask = backend.client._ask
 
     def keep(promql: str, what: str) -> bytes:
-        answers[promql] = ask(promql, what)
-        return answers[promql]
+        answers[-1][promql] = ask(promql, what)
+        return answers[-1][promql]
 
     backend.client._ask = keep
-    backend.sample()
-    backend.client._ask = ask
     return answers
 
 
-def replayed(backend, answers: dict[str, bytes], runs: int, refreshes: int) -> list[dict]:
-    """The dashboard's refreshes on recorded answers with Prometheus stopped: moai-tui's own
-    work alone, without a server beside it on this machine's cores (on a cluster, Prometheus
-    runs elsewhere)."""
-    backend.client._ask = lambda promql, what: answers[promql]
+def replayed(backend, answers: list[dict[str, bytes]], runs: int, refreshes: int) -> list[dict]:
+    """The dashboard's refreshes again, on the answers they got, in turn, with Prometheus
+    stopped: moai-tui's own work alone, without a server beside it on this machine's cores (on
+    a cluster, Prometheus runs elsewhere)."""
+    turn = iter(answers)
     out = []
     for run in range(runs):
         for _ in range(refreshes):
+            refresh = next(turn)
+            backend.client._ask = lambda promql, what, refresh=refresh: refresh[promql]
             wall, cpu = time.perf_counter(), time.process_time()
             snapshot = backend.sample()
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -304,6 +359,7 @@ def rows(entries: list[dict]) -> list[dict]:
             f"dashboard 200x60, {plural(shown, 'node')} GPU by GPU, "
             f"{plural(with_readings, 'summarised node')} with readings",
         ),
+        ("first", "dashboard 200x60, every node's figures new (a first refresh)"),
         ("smi", "smi (every GPU)"),
         ("before", "before (every GPU, the old queries)"),
     ):
@@ -324,8 +380,8 @@ def rows(entries: list[dict]) -> list[dict]:
                 "figure": f"prometheus refresh, {gpus} GPUs, {what}: wall",
                 "value": wall_text,
                 **beside,
-                "target": f"< {goal} ms" if goal and variant == "dashboard" else "",
-                "ok": wall < goal if goal and variant == "dashboard" else None,
+                "target": f"< {goal} ms" if goal and variant in DASHBOARDS else "",
+                "ok": wall < goal if goal and variant in DASHBOARDS else None,
             }
         )
         out.append(
@@ -334,8 +390,8 @@ def rows(entries: list[dict]) -> list[dict]:
                 "value": f"own wall {own_text}, {100 * own / wall:.0f} % of it; own CPU {cpu_text}",
                 "baseline": f"Prometheus CPU {server_text}",
                 "ratio": "",
-                "target": "< 20 %" if variant == "dashboard" else "",
-                "ok": own < 0.2 * wall if variant == "dashboard" else None,
+                "target": "< 20 %" if variant in DASHBOARDS else "",
+                "ok": own < 0.2 * wall if variant in DASHBOARDS else None,
             }
         )
         if variant == "dashboard" and of("replayed"):
@@ -344,7 +400,7 @@ def rows(entries: list[dict]) -> list[dict]:
             out.append(
                 {
                     "figure": f"prometheus refresh, {gpus} GPUs, {what}: moai-tui's work alone "
-                    "(one refresh's answers replayed, Prometheus stopped)",
+                    "(its answers replayed in turn, Prometheus stopped)",
                     "value": f"{work_text}, {100 * work / wall:.0f} % of the wall above; "
                     f"CPU {cpu_text}",
                     **no_baseline(),
