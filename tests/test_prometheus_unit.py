@@ -771,6 +771,24 @@ def test_a_summarised_node_down_or_vanished_is_shown_down_with_its_gpus_lost(can
     assert (line.gpus, line.down_nodes, line.lost_gpus, line.free) == (0, 2, 12, 0)
 
 
+def test_a_job_kept_from_the_last_refresh_leaves_its_node_when_that_goes_down(canned):
+    """A job on a summarised node is last refresh's object again while its figures stay; its
+    node's exporter going down (its stale series still answered) takes the job's GPUs there
+    away at once, and they come back with it."""
+    b = backend(canned.url)
+    b.set_detail(())
+    n2 = {"Hostname": "n2", "instance": "10.0.0.2:9400"}
+    held = [({**n2, "job_id": "9", "job_user": "bo"}, {"gpus": 3, "util": 120})]
+    canned.summaries({}, {("n2", "", "10.0.0.2:9400"): {"gpus": 8, "free": 5}}, held=held)
+    first = b.sample()
+    assert b.sample().jobs[0] is first.jobs[0] and first.jobs[0].summarised == (("n2", 3),)
+    up_n2 = {"metric": {"__name__": "up", "instance": "10.0.0.2:9400"}, "value": [0, "0"]}
+    canned.replies[DOWN] = (200, answer([up_n2]))
+    assert b.sample().jobs[0].summarised == ()
+    canned.replies[DOWN] = (200, answer([]))
+    assert b.sample().jobs[0] == first.jobs[0]
+
+
 def test_summaries_that_meet_a_gpu_shared_by_pods_are_asked_again_per_gpu(canned):
     """Prometheus refuses to match one GPU's used and free memory one to one where pods each
     carry its series: the summaries are asked again, each GPU reduced to one series first."""

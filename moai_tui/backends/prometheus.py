@@ -765,8 +765,9 @@ class PrometheusBackend:
         return gpus
 
     def _read_summaries(self, groups: dict[str, list]) -> dict[str, tuple]:
-        """Node -> its summary's figures (_summary's), from the per-group answers of summary_queries; a node named in
-        two groups (two vendors' exporters) is their sum."""
+        """Node -> the figures of its summary (as _summary takes them), from the per-group
+        answers of summary_queries; a node named in two groups (two vendors' exporters) is
+        their sum."""
         figures: dict[tuple[str, str, str], list] = {}  # group -> SUMMARY_FIGURES in order
         for position, name in enumerate(SUMMARY_FIGURES):
             for labels, value in groups.get(name, ()):
@@ -1013,16 +1014,18 @@ def _jobs(
 ) -> tuple[tuple[Job, ...], dict[tuple[int, str], tuple[dict[str, list], Job]]]:
     """The scheduler's jobs as the exporters label the GPUs they hold (Slurm job ids; pid 0:
     not a process of this machine): their GPUs one by one on the nodes listed, counted on the
-    nodes only summarised; there the job's utilization is the mean over all its GPUs. With the
-    jobs only on summarised nodes, by what they were built from: `last`, the previous refresh's,
-    whose job that is built from the same is taken again."""
+    nodes only summarised; there the job's utilization is the mean over all its GPUs.
+    `last`: the previous refresh's jobs held on summarised nodes only, none of them down, each
+    with the figures it was built from; a job whose figures are the same is that object again.
+    Returns the jobs and this refresh's `last`."""
     jobs = []
     summarised_only = {}
     for key in sorted(held.keys() | held_there.keys()):
         job, user = key
         listed = held.get(key)
         there = held_there.get(key)
-        if not listed and not down:
+        kept = not listed and not down.intersection(there)
+        if kept:
             built = last.get(key)
             if built is not None and built[0] == there:
                 jobs.append(built[1])
@@ -1052,7 +1055,7 @@ def _jobs(
                 summarised=tuple([(n, int(f[0])) for n, f in elsewhere]),
             )
         )
-        if not listed and not down:
+        if kept:
             summarised_only[key] = (there, jobs[-1])
     return tuple(jobs), summarised_only
 
