@@ -479,9 +479,11 @@ def update_results(
             "Each refresh's wall time; moai-tui's own share (its wall time beyond waiting for "
             "answers, and this process's CPU); Prometheus's CPU (/proc). Median of the runs' "
             "medians, the runs' range, p95 of all refreshes. `before`: the backend at the "
-            "revision given to --before. Prometheus and moai-tui share this VM's 2 cores, each "
-            "slowing the other: the dashboard's work alone is also timed on one refresh's "
-            "answers replayed once Prometheus is stopped.",
+            "revision given to --before. An exporter per node, scraped each at its own offset, "
+            "whose figures change at every scrape; a refresh a second, each variant first in "
+            "turn. Prometheus and moai-tui share this VM's 2 cores, each slowing the other: the "
+            "dashboard's work alone is also timed on the answers it got, replayed in turn once "
+            "Prometheus is stopped.",
             "",
             *table([]).splitlines()[:2],
             *rows,
