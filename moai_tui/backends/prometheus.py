@@ -587,8 +587,8 @@ class PrometheusBackend:
         self._backoff = 0.0
         self._last_error = ""
         # Last refresh's summarised nodes and jobs, by what they were built from: Prometheus's
-        # figures change only where a scrape landed since (a few nodes a second), so the rest
-        # are the same objects again, not rebuilt.
+        # figures change only where a scrape landed since (each node once a scrape interval,
+        # a small part of them between two refreshes), so the rest are the same objects again.
         self._summarised: dict[str, tuple[tuple, Node]] = {}
         self._jobs_there: dict[tuple[int, str], tuple[dict[str, list], Job]] = {}
 
